@@ -69,7 +69,12 @@ fn parse_knobs(knobs: &str) -> Result<Faults, FaultsError> {
             knob: name.to_owned(),
             value: value.to_owned(),
         };
-        let ms = || value.parse::<u64>().map(Duration::from_millis).map_err(|_| bad());
+        let ms = || {
+            value
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| bad())
+        };
         let ratio = || {
             value
                 .parse::<f64>()
@@ -112,17 +117,26 @@ mod tests {
         assert_eq!(specific.error_rate, 0.0);
         assert_eq!(specific.live_error_rate, 0.05);
         assert_eq!(specific.latency, Duration::from_millis(20));
-        assert_eq!(faults_for(spec, "api-gateway", "v2").unwrap(), Faults::default());
+        assert_eq!(
+            faults_for(spec, "api-gateway", "v2").unwrap(),
+            Faults::default()
+        );
     }
 
     #[test]
     fn bad_specs_are_refused() {
-        assert!(matches!(faults_for("v3", "a", "v3"), Err(FaultsError::MissingEquals(_))));
+        assert!(matches!(
+            faults_for("v3", "a", "v3"),
+            Err(FaultsError::MissingEquals(_))
+        ));
         assert!(matches!(
             faults_for("v3=error_rate:2", "a", "v3"),
             Err(FaultsError::BadValue { .. })
         ));
-        assert!(matches!(faults_for("v3=boom:1", "a", "v3"), Err(FaultsError::UnknownKnob(_))));
+        assert!(matches!(
+            faults_for("v3=boom:1", "a", "v3"),
+            Err(FaultsError::UnknownKnob(_))
+        ));
     }
 
     #[test]

@@ -81,7 +81,9 @@ impl Red {
                 );
             }
         }
-        out.push_str("# HELP http_request_duration_seconds HTTP request latency, by service and colour.\n");
+        out.push_str(
+            "# HELP http_request_duration_seconds HTTP request latency, by service and colour.\n",
+        );
         out.push_str("# TYPE http_request_duration_seconds histogram\n");
         for ((service, color), s) in map.iter() {
             for (i, le) in BUCKETS.iter().enumerate() {
@@ -166,9 +168,19 @@ mod tests {
             red.record("api-gateway", "blue", 503, Duration::from_millis(300));
         }
         let text = red.render();
-        assert!(text.contains(r#"http_requests_total{service="api-gateway",color="blue",code="200"} 90"#));
-        assert!(text.contains(r#"http_requests_total{service="api-gateway",color="blue",code="503"} 10"#));
-        assert!(text.contains(r#"http_request_duration_seconds_count{service="api-gateway",color="blue"} 100"#));
+        assert!(
+            text.contains(
+                r#"http_requests_total{service="api-gateway",color="blue",code="200"} 90"#
+            )
+        );
+        assert!(
+            text.contains(
+                r#"http_requests_total{service="api-gateway",color="blue",code="503"} 10"#
+            )
+        );
+        assert!(text.contains(
+            r#"http_request_duration_seconds_count{service="api-gateway",color="blue"} 100"#
+        ));
         let s = &red.stats().series["api-gateway"]["blue"];
         assert_eq!((s.requests, s.errors), (100, 10));
         let p95 = quantile(0.95, &BUCKETS, &s.bucket_counts, s.requests).unwrap();

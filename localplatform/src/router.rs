@@ -3,7 +3,7 @@
 //! The weights of all services live in one immutable table behind a lock; a blue-green switch of
 //! every service builds a new table and swaps it in one step, so no request ever sees a mix.
 
-use crate::api::{JournalEntry, SwitchRequest, SwitchResponse, WeightsRequest, COLORS};
+use crate::api::{COLORS, JournalEntry, SwitchRequest, SwitchResponse, WeightsRequest};
 use crate::http::{self, Body};
 use crate::metrics::Red;
 use bytes::Bytes;
@@ -47,7 +47,12 @@ impl Pool {
             return all;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % all.len();
-        all.iter().cycle().skip(start).take(all.len()).cloned().collect()
+        all.iter()
+            .cycle()
+            .skip(start)
+            .take(all.len())
+            .cloned()
+            .collect()
     }
 }
 
@@ -157,7 +162,9 @@ impl Router {
                     .as_millis() as u64,
             });
         }
-        journal.answers.insert(request_id.to_owned(), answer.clone());
+        journal
+            .answers
+            .insert(request_id.to_owned(), answer.clone());
     }
 
     fn replayed(&self, request_id: &str) -> Option<SwitchResponse> {
@@ -180,7 +187,10 @@ impl Router {
         }
         for a in &req.assignments {
             self.check(&a.service, &a.color)?;
-            if self.pool(&a.service, &a.color).is_none_or(|p| p.snapshot().is_empty()) {
+            if self
+                .pool(&a.service, &a.color)
+                .is_none_or(|p| p.snapshot().is_empty())
+            {
                 return Err(RouteError::NotReady {
                     service: a.service.clone(),
                     color: a.color.clone(),
@@ -248,7 +258,11 @@ impl Router {
             }
             for (color, w) in weights {
                 self.check(service, color)?;
-                if *w > 0 && self.pool(service, color).is_none_or(|p| p.snapshot().is_empty()) {
+                if *w > 0
+                    && self
+                        .pool(service, color)
+                        .is_none_or(|p| p.snapshot().is_empty())
+                {
                     return Err(RouteError::NotReady {
                         service: service.clone(),
                         color: color.clone(),
@@ -349,7 +363,10 @@ impl Router {
             }
             resp = http::text(
                 StatusCode::BAD_GATEWAY,
-                format!("{color} instance {} of {service} did not answer", backend.addr),
+                format!(
+                    "{color} instance {} of {service} did not answer",
+                    backend.addr
+                ),
             );
         }
         self.red

@@ -63,8 +63,12 @@ impl Standin {
             _ => http::text(StatusCode::NOT_FOUND, "no such route"),
         };
         if path.starts_with("/api/") {
-            self.red
-                .record(&self.service, &self.color, resp.status().as_u16(), begun.elapsed());
+            self.red.record(
+                &self.service,
+                &self.color,
+                resp.status().as_u16(),
+                begun.elapsed(),
+            );
         }
         resp
     }

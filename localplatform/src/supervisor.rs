@@ -96,7 +96,12 @@ impl Supervisor {
             .unwrap_or(0)
     }
 
-    async fn spawn(&self, service: &str, color: &str, version: &str) -> Result<(Child, SocketAddr), SupervisorError> {
+    async fn spawn(
+        &self,
+        service: &str,
+        color: &str,
+        version: &str,
+    ) -> Result<(Child, SocketAddr), SupervisorError> {
         let fail = |e: String| SupervisorError::Spawn(format!("{service} {color} {version}"), e);
         let mut cmd = Command::new(&self.standin);
         cmd.args(["--service", service, "--version", version, "--color", color])
@@ -128,7 +133,13 @@ impl Supervisor {
         Ok((child, addr))
     }
 
-    async fn start_instance(&self, service: &str, color: &str, version: &str, restarts: u32) -> Result<Instance, SupervisorError> {
+    async fn start_instance(
+        &self,
+        service: &str,
+        color: &str,
+        version: &str,
+        restarts: u32,
+    ) -> Result<Instance, SupervisorError> {
         let (child, addr) = self.spawn(service, color, version).await?;
         Ok(Instance {
             pid: child.id().unwrap_or_default(),
@@ -176,7 +187,10 @@ impl Supervisor {
         self.publish(&spec.service, &spec.color, set);
         let mut started = Vec::new();
         for _ in set.instances.len()..spec.replicas as usize {
-            started.push(self.start_instance(&spec.service, &spec.color, &spec.version, 0).await?);
+            started.push(
+                self.start_instance(&spec.service, &spec.color, &spec.version, 0)
+                    .await?,
+            );
         }
         set.instances.extend(started);
         drop(sets);
@@ -211,7 +225,10 @@ impl Supervisor {
                     set.instances[i].ready = false;
                     self.publish(&key.0, &key.1, set);
                     let restarts = set.instances[i].restarts + 1;
-                    if let Ok(fresh) = self.start_instance(&key.0, &key.1, &set.version, restarts).await {
+                    if let Ok(fresh) = self
+                        .start_instance(&key.0, &key.1, &set.version, restarts)
+                        .await
+                    {
                         set.instances[i] = fresh;
                     }
                     continue;
@@ -301,7 +318,10 @@ async fn stop(mut instance: Instance) {
             libc::kill(pid as i32, libc::SIGTERM);
         }
     }
-    if tokio::time::timeout(STOP_GRACE, instance.child.wait()).await.is_err() {
+    if tokio::time::timeout(STOP_GRACE, instance.child.wait())
+        .await
+        .is_err()
+    {
         let _ = instance.child.kill().await;
     }
 }

@@ -64,20 +64,24 @@ async fn main() {
             "--standin" => standin = Some(std::path::PathBuf::from(value)),
             "--initial-version" => version = value,
             "--replicas" => {
-                replicas = value
-                    .parse()
-                    .ok()
-                    .filter(|r| *r > 0)
-                    .unwrap_or_else(|| die(format!("--replicas {value:?}: expected a number ≥ 1")))
+                replicas =
+                    value.parse().ok().filter(|r| *r > 0).unwrap_or_else(|| {
+                        die(format!("--replicas {value:?}: expected a number ≥ 1"))
+                    })
             }
             other => die(format!("unknown option {other} (see --help)")),
         }
     }
     if services.is_empty() {
-        services = ["api-gateway", "strategy-engine", "order-execution", "risk-management"]
-            .iter()
-            .map(|s| (s.to_string(), "127.0.0.1:0".to_owned()))
-            .collect();
+        services = [
+            "api-gateway",
+            "strategy-engine",
+            "order-execution",
+            "risk-management",
+        ]
+        .iter()
+        .map(|s| (s.to_string(), "127.0.0.1:0".to_owned()))
+        .collect();
     }
     let standin = standin.unwrap_or_else(|| {
         std::env::current_exe()
@@ -86,7 +90,10 @@ async fn main() {
             .unwrap_or_else(|| die("cannot locate jts-standin: pass --standin"))
     });
     if !standin.is_file() {
-        die(format!("{} is not a file: build it or pass --standin", standin.display()));
+        die(format!(
+            "{} is not a file: build it or pass --standin",
+            standin.display()
+        ));
     }
 
     let mut listeners = Vec::new();
@@ -148,7 +155,11 @@ async fn main() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let state = supervisor.state().await;
-        if state.services.values().all(|s| s.colors["blue"].ready == replicas) {
+        if state
+            .services
+            .values()
+            .all(|s| s.colors["blue"].ready == replicas)
+        {
             break;
         }
         if Instant::now() > deadline {

@@ -35,10 +35,12 @@ async fn main() {
         std::process::exit(2)
     });
     let app = Standin::new(service, version, color, faults);
-    let listener = tokio::net::TcpListener::bind(&listen).await.unwrap_or_else(|e| {
-        eprintln!("jts-standin: cannot listen on {listen}: {e}");
-        std::process::exit(1)
-    });
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("jts-standin: cannot listen on {listen}: {e}");
+            std::process::exit(1)
+        });
     println!("LISTENING {}", listener.local_addr().expect("bound"));
     let _ = std::io::stdout().flush();
     if let Some(after) = app.crash_after() {

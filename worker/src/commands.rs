@@ -1,0 +1,471 @@
+//! The client verbs: each validates its input before any side effect, then talks to Temporal.
+
+use crate::config::Config;
+use crate::temporal::Settings;
+use proto::{AbortRequest, ApprovalDecision, DeployRequest, DeployStatus, RollbackRequest};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use temporalio_client::{
+    Client, WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowQueryOptions,
+    WorkflowSignalOptions, WorkflowStartOptions,
+};
+use workflows::deploy::outcome;
+use workflows::{DeployWorkflow, RollbackWorkflow, names};
+
+/// Exit codes of `deploy --wait` and `rollback --wait`.
+pub mod exit {
+    pub const SUCCEEDED: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const ROLLED_BACK: i32 = 3;
+    pub const REJECTED_OR_ABORTED: i32 = 4;
+}
+
+/// A failure of a verb: what to print and which exit code to use.
+#[derive(Debug)]
+pub struct CmdError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl CmdError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::USAGE,
+            message: message.into(),
+        }
+    }
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::FAILED,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for CmdError {
+    fn from(message: String) -> Self {
+        Self::failed(message)
+    }
+}
+
+pub type CmdResult = Result<i32, CmdError>;
+
+/// `dep-<unix seconds>-<4 hex>`: unique enough per environment, sortable by time.
+pub fn new_deployment_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mix = (now.subsec_nanos() as u64 ^ (u64::from(std::process::id()) << 16)) & 0xffff;
+    format!("dep-{}-{mix:04x}", now.as_secs())
+}
+
+pub fn parse_images(pairs: &[String]) -> Result<BTreeMap<String, String>, CmdError> {
+    let mut images = BTreeMap::new();
+    for p in pairs {
+        let (svc, reference) = p
+            .split_once('=')
+            .ok_or_else(|| CmdError::usage(format!("--image {p:?}: expected SERVICE=IMAGE")))?;
+        images.insert(svc.to_owned(), reference.to_owned());
+    }
+    Ok(images)
+}
+
+async fn running_status(client: &Client, environment: &str) -> Option<DeployStatus> {
+    let handle =
+        client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
+    let desc = handle.describe(Default::default()).await.ok()?;
+    if desc.status() != temporalio_client::WorkflowExecutionStatus::Running {
+        return None;
+    }
+    handle
+        .query(DeployWorkflow::status, (), WorkflowQueryOptions::default())
+        .await
+        .ok()
+}
+
+pub struct DeployArgs {
+    pub environment: String,
+    pub revision: String,
+    pub images: Vec<String>,
+    pub requested_by: String,
+    pub deployment_id: Option<String>,
+    pub wait: bool,
+    pub task_queue: String,
+}
+
+pub fn build_deploy_request(cfg: &Config, a: &DeployArgs) -> Result<DeployRequest, CmdError> {
+    let images = parse_images(&a.images)?;
+    let id = a.deployment_id.clone().unwrap_or_else(new_deployment_id);
+    cfg.deploy_request(&a.environment, &a.revision, &images, &a.requested_by, &id)
+        .map_err(CmdError::usage)
+}
+
+pub async fn deploy(settings: &Settings, cfg: &Config, a: DeployArgs) -> CmdResult {
+    // Everything is checked before the workflow starts: bad input has no side effect.
+    let req = build_deploy_request(cfg, &a)?;
+    let client = settings
+        .connect(&format!("cutover-cli:{}", a.requested_by))
+        .await?;
+    let workflow_id = names::deploy_workflow_id(&a.environment);
+    let opts = WorkflowStartOptions::new(a.task_queue.clone(), workflow_id.clone())
+        .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+        .static_summary(format!(
+            "{} → {} ({})",
+            req.revision, req.environment, req.deployment_id
+        ))
+        .build();
+    let handle = match client
+        .start_workflow(DeployWorkflow::run, req.clone(), opts)
+        .await
+    {
+        Ok(h) => h,
+        Err(temporalio_client::errors::WorkflowStartError::AlreadyStarted { run_id, .. }) => {
+            let detail = match running_status(&client, &a.environment).await {
+                Some(s) => format!(
+                    "deployment {} of {} requested by {} (phase {})",
+                    s.deployment_id, s.revision, s.requested_by, s.phase
+                ),
+                None => "another deployment".to_owned(),
+            };
+            return Err(CmdError::failed(format!(
+                "refused: {detail} is already running in {} as workflow {workflow_id} (run {}); wait for it, or `cutover abort {}`",
+                a.environment,
+                run_id.unwrap_or_default(),
+                a.environment
+            )));
+        }
+        Err(e) => {
+            return Err(CmdError::failed(format!(
+                "cannot start the deployment: {e}"
+            )));
+        }
+    };
+    let run_id = handle.run_id().map(str::to_owned).unwrap_or_default();
+    println!("workflow_id: {workflow_id}");
+    println!("run_id: {run_id}");
+    println!("deployment_id: {}", req.deployment_id);
+    println!("ui: {}", settings.ui_link(&workflow_id, &run_id));
+    if !a.wait {
+        return Ok(exit::SUCCEEDED);
+    }
+    follow(&client, &a.environment, &req.deployment_id).await
+}
+
+/// Prints a deployment's progress until it has an outcome; the exit code follows the outcome.
+pub async fn follow(client: &Client, environment: &str, deployment_id: &str) -> CmdResult {
+    let handle =
+        client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
+    let mut printed = 0;
+    let mut last_ok = Instant::now();
+    loop {
+        match handle
+            .query(DeployWorkflow::status, (), WorkflowQueryOptions::default())
+            .await
+        {
+            Ok(s) if s.deployment_id == deployment_id => {
+                last_ok = Instant::now();
+                for e in s.events.iter().skip(printed) {
+                    println!("  {e}");
+                }
+                printed = s.events.len();
+                if !s.outcome.is_empty() {
+                    print_checks(&s);
+                    println!(
+                        "outcome: {}{}",
+                        s.outcome,
+                        if s.reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" — {}", s.reason)
+                        }
+                    );
+                    if s.switch_ms > 0.0 {
+                        println!("switch_ms: {:.3}", s.switch_ms);
+                    }
+                    if s.revert_ms > 0.0 {
+                        println!("revert_ms: {:.0}", s.revert_ms);
+                    }
+                    return Ok(match s.outcome.as_str() {
+                        outcome::SUCCEEDED => exit::SUCCEEDED,
+                        outcome::ROLLED_BACK => exit::ROLLED_BACK,
+                        outcome::REJECTED | outcome::ABORTED => exit::REJECTED_OR_ABORTED,
+                        _ => exit::FAILED,
+                    });
+                }
+            }
+            Ok(_) => {
+                return Err(CmdError::failed(format!(
+                    "{environment} now runs another deployment than {deployment_id}"
+                )));
+            }
+            Err(e) if last_ok.elapsed() > Duration::from_secs(300) => {
+                return Err(CmdError::failed(format!(
+                    "lost the deployment's status for 5 minutes: {e}"
+                )));
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn print_checks(s: &DeployStatus) {
+    for c in &s.checks {
+        println!(
+            "  check {:<11} {:<16} {:<5} {:<12} requests={} errors={} error_ratio={:.4} p95_ms={:.1} {}",
+            c.name,
+            c.service,
+            c.color,
+            c.outcome,
+            c.requests,
+            c.errors,
+            c.error_ratio,
+            c.p95_ms,
+            c.detail
+        );
+    }
+}
+
+pub async fn decide(
+    settings: &Settings,
+    environment: &str,
+    decision: ApprovalDecision,
+    approve: bool,
+) -> CmdResult {
+    if decision.approver.trim().is_empty() {
+        return Err(CmdError::usage(
+            "approver identity is empty: pass --as NAME or set CUTOVER_USER",
+        ));
+    }
+    let client = settings
+        .connect(&format!("cutover-cli:{}", decision.approver))
+        .await?;
+    let handle =
+        client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
+    let result = if approve {
+        handle
+            .execute_update(
+                DeployWorkflow::approve,
+                decision,
+                WorkflowExecuteUpdateOptions::default(),
+            )
+            .await
+    } else {
+        handle
+            .execute_update(
+                DeployWorkflow::reject,
+                decision,
+                WorkflowExecuteUpdateOptions::default(),
+            )
+            .await
+    };
+    match result {
+        Ok(s) => {
+            let last = s.approvals.last().cloned().unwrap_or_default();
+            println!(
+                "{} {} by {} (revision {})",
+                s.deployment_id, last.decision, last.approver, last.revision
+            );
+            Ok(exit::SUCCEEDED)
+        }
+        Err(e) => Err(CmdError::failed(format!("refused: {}", root_message(&e)))),
+    }
+}
+
+/// The innermost message of an error chain (what the validator or server said).
+pub fn root_message(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        msg = c.to_string();
+        cur = c.source();
+    }
+    msg
+}
+
+pub async fn abort(
+    settings: &Settings,
+    environment: &str,
+    req: AbortRequest,
+    rollback: bool,
+) -> CmdResult {
+    let client = settings.connect(&format!("cutover-cli:{}", req.by)).await?;
+    if running_status(&client, environment).await.is_none() {
+        return Err(CmdError::failed(format!(
+            "no deployment is running in {environment}"
+        )));
+    }
+    let handle =
+        client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
+    let sent = if rollback {
+        handle
+            .signal(
+                DeployWorkflow::rollback,
+                req,
+                WorkflowSignalOptions::default(),
+            )
+            .await
+    } else {
+        handle
+            .signal(DeployWorkflow::abort, req, WorkflowSignalOptions::default())
+            .await
+    };
+    sent.map_err(|e| CmdError::failed(format!("cannot signal {environment}: {e}")))?;
+    println!(
+        "{} sent to {}",
+        if rollback { "rollback" } else { "abort" },
+        names::deploy_workflow_id(environment)
+    );
+    Ok(exit::SUCCEEDED)
+}
+
+pub async fn status(settings: &Settings, environment: &str, json: bool) -> CmdResult {
+    let client = settings.connect("cutover-cli").await?;
+    let handle =
+        client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
+    let s = handle
+        .query(DeployWorkflow::status, (), WorkflowQueryOptions::default())
+        .await
+        .map_err(|e| {
+            CmdError::failed(format!(
+                "no deployment status for {environment}: {}",
+                root_message(&e)
+            ))
+        })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+        return Ok(exit::SUCCEEDED);
+    }
+    println!(
+        "deployment: {} ({} → {}, requested by {})",
+        s.deployment_id, s.revision, s.environment, s.requested_by
+    );
+    println!(
+        "phase: {}   outcome: {}   live colour: {}   target: {}",
+        s.phase,
+        if s.outcome.is_empty() {
+            "-"
+        } else {
+            &s.outcome
+        },
+        s.active_color,
+        s.target_color
+    );
+    if !s.reason.is_empty() {
+        println!("reason: {}", s.reason);
+    }
+    for svc in &s.services {
+        println!(
+            "  service {:<16} {:<10} {:<6} {}",
+            svc.name, svc.version, svc.active_color, svc.state
+        );
+    }
+    print_checks(&s);
+    for a in &s.approvals {
+        println!(
+            "  {} by {} for {} at {} {}",
+            a.decision, a.approver, a.revision, a.at, a.comment
+        );
+    }
+    if s.switch_ms > 0.0 {
+        println!("switch_ms: {:.3}", s.switch_ms);
+    }
+    if !s.warm_until.is_empty() {
+        println!("old colour warm until: {}", s.warm_until);
+    }
+    Ok(exit::SUCCEEDED)
+}
+
+pub struct RollbackArgs {
+    pub environment: String,
+    pub reason: String,
+    pub by: String,
+    pub to: Option<String>,
+    pub wait: bool,
+    pub task_queue: String,
+}
+
+pub async fn rollback(settings: &Settings, cfg: &Config, a: RollbackArgs) -> CmdResult {
+    if a.reason.trim().is_empty() {
+        return Err(CmdError::usage("a rollback needs --reason"));
+    }
+    if let Some(c) = &a.to
+        && c != "blue"
+        && c != "green"
+    {
+        return Err(CmdError::usage(format!(
+            "--to {c:?}: expected blue or green"
+        )));
+    }
+    let env = cfg.environment(&a.environment).map_err(CmdError::usage)?;
+    // The release images do not matter for a rollback: it keeps each colour's version.
+    let services = cfg
+        .plan_services(&a.environment, "rollback", &BTreeMap::new())
+        .map_err(CmdError::usage)?;
+    let client = settings.connect(&format!("cutover-cli:{}", a.by)).await?;
+    if running_status(&client, &a.environment).await.is_some() {
+        // A running deployment owns the environment: it rolls back through its own Rollback.
+        let req = AbortRequest {
+            by: a.by.clone(),
+            reason: a.reason.clone(),
+        };
+        let handle =
+            client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(&a.environment));
+        handle
+            .signal(
+                DeployWorkflow::rollback,
+                req,
+                WorkflowSignalOptions::default(),
+            )
+            .await
+            .map_err(|e| CmdError::failed(format!("cannot signal the running deployment: {e}")))?;
+        println!(
+            "rollback requested from the running deployment {}",
+            names::deploy_workflow_id(&a.environment)
+        );
+        return Ok(exit::SUCCEEDED);
+    }
+    let req = RollbackRequest {
+        environment: a.environment.clone(),
+        platform: Some(cfg.platform_target(env)),
+        services,
+        to_color: a.to.clone().unwrap_or_default(),
+        reason: a.reason.clone(),
+        deployment_id: String::new(),
+        requested_by: a.by.clone(),
+        ready_timeout_secs: env.timings.ready_timeout_secs,
+    };
+    let workflow_id = names::rollback_workflow_id(&a.environment);
+    let opts = WorkflowStartOptions::new(a.task_queue.clone(), workflow_id.clone())
+        .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+        .static_summary(format!("rollback {}: {}", a.environment, a.reason))
+        .build();
+    let handle = client
+        .start_workflow(RollbackWorkflow::run, req, opts)
+        .await
+        .map_err(|e| {
+            CmdError::failed(format!("cannot start the rollback: {}", root_message(&e)))
+        })?;
+    let run_id = handle.run_id().map(str::to_owned).unwrap_or_default();
+    println!("workflow_id: {workflow_id}");
+    println!("ui: {}", settings.ui_link(&workflow_id, &run_id));
+    if !a.wait {
+        return Ok(exit::SUCCEEDED);
+    }
+    match handle.get_result(Default::default()).await {
+        Ok(r) => {
+            println!(
+                "rolled back to {} (moved: {}) in {:.0} ms",
+                r.color,
+                r.moved.join(", "),
+                r.revert_ms
+            );
+            Ok(exit::SUCCEEDED)
+        }
+        Err(e) => Err(CmdError::failed(format!(
+            "rollback failed: {}",
+            root_message(&e)
+        ))),
+    }
+}

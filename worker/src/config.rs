@@ -1,0 +1,600 @@
+//! `cutover.toml`: environments, services and their checks, in a file a person reviews in a pull
+//! request. Unknown keys and invalid values are refused naming the file, the key and why.
+
+use crate::image;
+use proto::{
+    ApprovalPolicy, DeployRequest, PerfCheck, PlatformTarget, ServicePlan, Thresholds, Timings,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {why}")]
+    Read { file: String, why: String },
+    #[error("{file}: {why}")]
+    Parse { file: String, why: String },
+    #[error("{file}: {key}: {why}")]
+    Invalid {
+        file: String,
+        key: String,
+        why: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub defaults: Defaults,
+    pub services: BTreeMap<String, Service>,
+    pub environments: BTreeMap<String, Environment>,
+    #[serde(skip)]
+    pub file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Image of each service for a revision; `{service}` and `{revision}` are replaced.
+    #[serde(default = "default_image")]
+    pub image: String,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            image: default_image(),
+        }
+    }
+}
+
+fn default_image() -> String {
+    "jts/{service}:{revision}".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default = "default_ready")]
+    pub readiness_path: String,
+    #[serde(default = "default_health")]
+    pub health_path: String,
+    #[serde(default)]
+    pub smoke: Vec<String>,
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    #[serde(default = "default_warm")]
+    pub warm_replicas: u32,
+    pub image: Option<String>,
+}
+
+fn default_ready() -> String {
+    "/health/ready".into()
+}
+fn default_health() -> String {
+    "/health".into()
+}
+fn default_replicas() -> u32 {
+    2
+}
+fn default_warm() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    pub platform: Platform,
+    #[serde(default)]
+    pub production: bool,
+    #[serde(default)]
+    pub thresholds: ThresholdsCfg,
+    #[serde(default)]
+    pub performance: PerfCfg,
+    #[serde(default)]
+    pub approval: ApprovalCfg,
+    #[serde(default)]
+    pub timings: TimingsCfg,
+    /// Per-service replica overrides for this environment.
+    #[serde(default)]
+    pub replicas: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Platform {
+    pub kind: String,
+    #[serde(default)]
+    pub admin_url: String,
+    #[serde(default)]
+    pub namespace: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdsCfg {
+    pub max_error_ratio: f64,
+    pub max_p95_ms: u64,
+    pub min_requests: u64,
+}
+
+impl Default for ThresholdsCfg {
+    fn default() -> Self {
+        Self {
+            max_error_ratio: 0.01,
+            max_p95_ms: 500,
+            min_requests: 20,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PerfCfg {
+    pub requests: u32,
+    pub concurrency: u32,
+    pub path: String,
+}
+
+impl Default for PerfCfg {
+    fn default() -> Self {
+        Self {
+            requests: 50,
+            concurrency: 5,
+            path: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalCfg {
+    pub required: bool,
+    pub approvers: Vec<String>,
+    pub distinct_from_requester: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimingsCfg {
+    pub ready_timeout_secs: u64,
+    pub validation_window_secs: u64,
+    pub check_interval_ms: u64,
+    pub keep_warm_secs: u64,
+    pub approval_timeout_secs: u64,
+    pub inconclusive_hold_secs: u64,
+}
+
+impl Default for TimingsCfg {
+    fn default() -> Self {
+        Self {
+            ready_timeout_secs: 120,
+            validation_window_secs: 60,
+            check_interval_ms: 5000,
+            keep_warm_secs: 900,
+            approval_timeout_secs: 86_400,
+            inconclusive_hold_secs: 120,
+        }
+    }
+}
+
+/// Default file: `$CUTOVER_CONFIG`, else `cutover.toml` in the working directory.
+pub fn default_path() -> PathBuf {
+    std::env::var_os("CUTOVER_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("cutover.toml"))
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: file.clone(),
+            why: format!("{e} (pass --config FILE or set CUTOVER_CONFIG)"),
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_owned(),
+            why: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        cfg.file = file.to_owned();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn invalid(&self, key: impl Into<String>, why: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            key: key.into(),
+            why: why.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.services.is_empty() {
+            return Err(self.invalid("services", "at least one service is required"));
+        }
+        if self.environments.is_empty() {
+            return Err(self.invalid("environments", "at least one environment is required"));
+        }
+        for (name, s) in &self.services {
+            if !is_dns_label(name) {
+                return Err(self.invalid(
+                    format!("services.{name}"),
+                    "service names are DNS labels: lowercase letters, digits and '-'",
+                ));
+            }
+            for d in &s.depends_on {
+                if !self.services.contains_key(d) {
+                    return Err(self.invalid(
+                        format!("services.{name}.depends_on"),
+                        format!("unknown service {d:?}"),
+                    ));
+                }
+            }
+            for (key, path) in [
+                ("readiness_path", &s.readiness_path),
+                ("health_path", &s.health_path),
+            ] {
+                if !path.starts_with('/') {
+                    return Err(self.invalid(
+                        format!("services.{name}.{key}"),
+                        format!("{path:?} must start with '/'"),
+                    ));
+                }
+            }
+            if let Some(p) = s.smoke.iter().find(|p| !p.starts_with('/')) {
+                return Err(self.invalid(
+                    format!("services.{name}.smoke"),
+                    format!("{p:?} must start with '/'"),
+                ));
+            }
+            if s.replicas == 0 {
+                return Err(self.invalid(format!("services.{name}.replicas"), "must be at least 1"));
+            }
+            if s.warm_replicas > s.replicas {
+                return Err(self.invalid(
+                    format!("services.{name}.warm_replicas"),
+                    format!("{} is more than replicas ({})", s.warm_replicas, s.replicas),
+                ));
+            }
+        }
+        self.order()?;
+        for (env, e) in &self.environments {
+            let key = |k: &str| format!("environments.{env}.{k}");
+            if !is_dns_label(env) {
+                return Err(self.invalid(
+                    format!("environments.{env}"),
+                    "environment names are DNS labels: lowercase letters, digits and '-'",
+                ));
+            }
+            match e.platform.kind.as_str() {
+                "local" => {
+                    let u = &e.platform.admin_url;
+                    if url::Url::parse(u).map(|u| u.scheme() == "http" || u.scheme() == "https")
+                        != Ok(true)
+                    {
+                        return Err(self.invalid(
+                            key("platform.admin_url"),
+                            format!("{u:?} is not an http(s) URL"),
+                        ));
+                    }
+                }
+                "kubernetes" => {
+                    if !is_dns_label(&e.platform.namespace) {
+                        return Err(self.invalid(
+                            key("platform.namespace"),
+                            "a Kubernetes namespace is required",
+                        ));
+                    }
+                }
+                other => {
+                    return Err(self.invalid(
+                        key("platform.kind"),
+                        format!("{other:?}: expected \"local\" or \"kubernetes\""),
+                    ));
+                }
+            }
+            let t = &e.thresholds;
+            if !(0.0..=1.0).contains(&t.max_error_ratio) {
+                return Err(self.invalid(
+                    key("thresholds.max_error_ratio"),
+                    format!(
+                        "{} is not a ratio between 0 and 1 (1% is 0.01)",
+                        t.max_error_ratio
+                    ),
+                ));
+            }
+            if t.min_requests == 0 {
+                return Err(self.invalid(
+                    key("thresholds.min_requests"),
+                    "must be at least 1: no traffic is no data, never health",
+                ));
+            }
+            if e.performance.requests > 0 && e.performance.concurrency == 0 {
+                return Err(self.invalid(key("performance.concurrency"), "must be at least 1"));
+            }
+            if !e.performance.path.is_empty() && !e.performance.path.starts_with('/') {
+                return Err(self.invalid(key("performance.path"), "must start with '/'"));
+            }
+            if e.approval.required && e.approval.approvers.is_empty() {
+                return Err(self.invalid(
+                    key("approval.approvers"),
+                    "approval is required but nobody may approve",
+                ));
+            }
+            let tm = &e.timings;
+            if tm.check_interval_ms < 100 {
+                return Err(self.invalid(key("timings.check_interval_ms"), "must be at least 100"));
+            }
+            if tm.ready_timeout_secs == 0 || tm.approval_timeout_secs == 0 {
+                return Err(self.invalid(
+                    key("timings"),
+                    "ready_timeout_secs and approval_timeout_secs must be at least 1",
+                ));
+            }
+            for svc in e.replicas.keys() {
+                if !self.services.contains_key(svc) {
+                    return Err(self.invalid(key(&format!("replicas.{svc}")), "unknown service"));
+                }
+            }
+            if let Some((svc, _)) = e.replicas.iter().find(|(_, r)| **r == 0) {
+                return Err(self.invalid(key(&format!("replicas.{svc}")), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Services in dependency order (dependencies first; ties by name), or the cycle.
+    pub fn order(&self) -> Result<Vec<String>, ConfigError> {
+        let mut done: Vec<String> = Vec::new();
+        while done.len() < self.services.len() {
+            let next = self
+                .services
+                .iter()
+                .find(|(n, s)| !done.contains(n) && s.depends_on.iter().all(|d| done.contains(d)));
+            match next {
+                Some((n, _)) => done.push(n.clone()),
+                None => {
+                    let stuck: Vec<&String> =
+                        self.services.keys().filter(|n| !done.contains(n)).collect();
+                    return Err(self.invalid(
+                        "services.*.depends_on",
+                        format!("dependency cycle among {stuck:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    pub fn environment(&self, env: &str) -> Result<&Environment, String> {
+        self.environments.get(env).ok_or_else(|| {
+            format!(
+                "unknown environment {env:?} in {} (known: {})",
+                self.file,
+                self.environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
+
+    pub fn platform_target(&self, env: &Environment) -> PlatformTarget {
+        PlatformTarget {
+            kind: env.platform.kind.clone(),
+            admin_url: env.platform.admin_url.clone(),
+            namespace: env.platform.namespace.clone(),
+        }
+    }
+
+    /// Every service of the environment, in dependency order, with the release's images.
+    /// `images` overrides the default image per service; unknown services and malformed
+    /// references are refused here, before anything starts.
+    pub fn plan_services(
+        &self,
+        env_name: &str,
+        revision: &str,
+        images: &BTreeMap<String, String>,
+    ) -> Result<Vec<ServicePlan>, String> {
+        let env = self.environment(env_name)?;
+        for svc in images.keys() {
+            if !self.services.contains_key(svc) {
+                return Err(format!(
+                    "unknown service {svc:?} (known: {})",
+                    self.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        let order = self.order().map_err(|e| e.to_string())?;
+        let mut plans = Vec::new();
+        for name in order {
+            let s = &self.services[&name];
+            let reference = match images.get(&name) {
+                Some(r) => r.clone(),
+                None => s
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| self.defaults.image.clone())
+                    .replace("{service}", &name)
+                    .replace("{revision}", revision),
+            };
+            let parsed = image::parse(&reference).map_err(|e| format!("{name}: {e}"))?;
+            let replicas = env.replicas.get(&name).copied().unwrap_or(s.replicas);
+            plans.push(ServicePlan {
+                name: name.clone(),
+                image: reference,
+                version: parsed.version(),
+                replicas,
+                warm_replicas: s.warm_replicas.min(replicas),
+                readiness_path: s.readiness_path.clone(),
+                health_path: s.health_path.clone(),
+                smoke_paths: s.smoke.clone(),
+                depends_on: s.depends_on.clone(),
+            });
+        }
+        Ok(plans)
+    }
+
+    /// The Deploy workflow's input for a release, or why it cannot be made.
+    pub fn deploy_request(
+        &self,
+        env_name: &str,
+        revision: &str,
+        images: &BTreeMap<String, String>,
+        requested_by: &str,
+        deployment_id: &str,
+    ) -> Result<DeployRequest, String> {
+        let env = self.environment(env_name)?;
+        if revision.is_empty()
+            || !revision
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(format!(
+                "revision {revision:?} must be non-empty and made of [A-Za-z0-9._-]"
+            ));
+        }
+        if requested_by.trim().is_empty() {
+            return Err("requester identity is empty: pass --as NAME or set CUTOVER_USER".into());
+        }
+        let services = self.plan_services(env_name, revision, images)?;
+        let t = &env.timings;
+        Ok(DeployRequest {
+            deployment_id: deployment_id.to_owned(),
+            environment: env_name.to_owned(),
+            revision: revision.to_owned(),
+            requested_by: requested_by.to_owned(),
+            platform: Some(self.platform_target(env)),
+            services,
+            thresholds: Some(Thresholds {
+                max_error_ratio: env.thresholds.max_error_ratio,
+                max_p95_ms: env.thresholds.max_p95_ms,
+                min_requests: env.thresholds.min_requests,
+            }),
+            perf: Some(PerfCheck {
+                requests: env.performance.requests,
+                concurrency: env.performance.concurrency,
+                path: env.performance.path.clone(),
+            }),
+            approval: Some(ApprovalPolicy {
+                required: env.approval.required,
+                approvers: env.approval.approvers.clone(),
+                distinct_from_requester: env
+                    .approval
+                    .distinct_from_requester
+                    .unwrap_or(env.production),
+            }),
+            timings: Some(Timings {
+                ready_timeout_secs: t.ready_timeout_secs,
+                validation_window_secs: t.validation_window_secs,
+                check_interval_ms: t.check_interval_ms,
+                keep_warm_secs: t.keep_warm_secs,
+                approval_timeout_secs: t.approval_timeout_secs,
+                inconclusive_hold_secs: t.inconclusive_hold_secs,
+            }),
+            production: env.production,
+        })
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[services.risk-management]
+smoke = ["/api/risk/limits"]
+[services.order-execution]
+depends_on = ["risk-management"]
+[services.api-gateway]
+depends_on = ["order-execution"]
+
+[environments.staging]
+platform = { kind = "local", admin_url = "http://127.0.0.1:9400" }
+approval = { required = true, approvers = ["alice"] }
+"#;
+
+    #[test]
+    fn resolves_dependency_order_and_images() {
+        let cfg = Config::parse(GOOD, "cutover.toml").unwrap();
+        let req = cfg
+            .deploy_request("staging", "v2", &BTreeMap::new(), "ci", "d1")
+            .unwrap();
+        let names: Vec<_> = req.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["risk-management", "order-execution", "api-gateway"]);
+        assert_eq!(req.services[0].image, "jts/risk-management:v2");
+        assert_eq!(req.services[0].version, "v2");
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let e = Config::parse(
+            &GOOD.replace("approvers = [\"alice\"]", "approvers = []"),
+            "c.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml: environments.staging.approval.approvers: approval is required but nobody may approve"
+        );
+        let e = Config::parse(&GOOD.replace("smoke =", "smoek ="), "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml: ") && e.contains("smoek"), "{e}");
+        let e = Config::parse(
+            &GOOD.replace(
+                "[\"risk-management\"]\n[services.api",
+                "[\"api-gateway\"]\n[services.api",
+            ),
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("dependency cycle"), "{e}");
+        let e = Config::parse(
+            &GOOD.replace("kind = \"local\"", "kind = \"nomad\""),
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("environments.staging.platform.kind"), "{e}");
+    }
+
+    #[test]
+    fn bad_release_input_is_refused() {
+        let cfg = Config::parse(GOOD, "cutover.toml").unwrap();
+        let e = cfg
+            .deploy_request("prod", "v2", &BTreeMap::new(), "ci", "d")
+            .unwrap_err();
+        assert!(e.contains("unknown environment \"prod\""), "{e}");
+        let images = BTreeMap::from([("billing".to_owned(), "jts/billing:v2".to_owned())]);
+        let e = cfg
+            .deploy_request("staging", "v2", &images, "ci", "d")
+            .unwrap_err();
+        assert!(e.contains("unknown service \"billing\""), "{e}");
+        let images = BTreeMap::from([("api-gateway".to_owned(), "JTS/api:v2".to_owned())]);
+        let e = cfg
+            .deploy_request("staging", "v2", &images, "ci", "d")
+            .unwrap_err();
+        assert!(e.contains("malformed image reference"), "{e}");
+    }
+}

@@ -1,0 +1,12 @@
+//! The `cutover` binary's library: configuration, release input checks, the Temporal client and
+//! worker, and one module per CLI verb group.
+//!
+//! - [`config`]: `cutover.toml`, validated and resolved into a `DeployRequest`.
+//! - [`image`]: image reference validation.
+//! - [`temporal`]: connection settings from `TEMPORAL_*` and the worker.
+//! - [`commands`]: deploy, approve, reject, abort, status, rollback.
+
+pub mod commands;
+pub mod config;
+pub mod image;
+pub mod temporal;

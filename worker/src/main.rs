@@ -1,0 +1,238 @@
+//! `cutover`: durable, zero-downtime deployments of the JTS services on Temporal.
+
+use clap::{Parser, Subcommand};
+use proto::{AbortRequest, ApprovalDecision};
+use std::path::PathBuf;
+use worker::commands::{self, CmdError, DeployArgs, RollbackArgs};
+use worker::config::Config;
+use worker::temporal::{self, Settings};
+
+/// Durable, zero-downtime deployments of the JTS services, as Temporal workflows.
+///
+/// Temporal connection: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE
+/// (default "default"), TEMPORAL_API_KEY (enables TLS; never printed). CUTOVER_TEMPORAL_UI sets
+/// the UI base URL for links (default http://localhost:8233).
+#[derive(Parser)]
+#[command(name = "cutover", version, about, long_about)]
+struct Cli {
+    /// Configuration file (environments, services, checks).
+    #[arg(
+        long,
+        global = true,
+        env = "CUTOVER_CONFIG",
+        default_value = "cutover.toml"
+    )]
+    config: PathBuf,
+    /// Temporal task queue of the cutover worker.
+    #[arg(long, global = true, default_value = temporal::DEFAULT_TASK_QUEUE)]
+    task_queue: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the worker: executes Deploy and Rollback workflows and their activities.
+    /// Reads the Slack-compatible webhook URL from CUTOVER_SLACK_WEBHOOK_URL.
+    Worker,
+    /// Start a deployment of all services to an environment; prints the workflow id.
+    Deploy {
+        /// Environment from the configuration file.
+        environment: String,
+        /// Release revision (also the default image tag).
+        #[arg(long)]
+        revision: String,
+        /// Image of one service for this release, SERVICE=IMAGE; repeatable. Others use the
+        /// configured image pattern.
+        #[arg(long = "image", value_name = "SERVICE=IMAGE")]
+        images: Vec<String>,
+        /// Who requests the deployment.
+        #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
+        requested_by: String,
+        /// Deployment id (default: generated).
+        #[arg(long)]
+        deployment_id: Option<String>,
+        /// Follow progress until the outcome; exit 0 on success, 3 on rollback, 4 when
+        /// rejected or aborted, 1 on failure.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Approve the deployment waiting at the approval gate.
+    Approve(DecisionArgs),
+    /// Reject the deployment waiting at the approval gate.
+    Reject(DecisionArgs),
+    /// Abort the running deployment (before the switch: stop the new colour; after: roll back).
+    Abort {
+        environment: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
+        by: String,
+    },
+    /// Show the deployment of an environment: phase, colours, services, checks, approvals.
+    Status {
+        environment: String,
+        /// Print the full status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll an environment back to its previous colour (capacity first, then traffic).
+    Rollback {
+        environment: String,
+        #[arg(long)]
+        reason: String,
+        /// Colour to return to (default: the one not live).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
+        by: String,
+        /// Wait for the rollback to finish.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Validate the configuration file and print each environment's plan.
+    CheckConfig,
+}
+
+#[derive(clap::Args)]
+struct DecisionArgs {
+    environment: String,
+    /// Deployment id, as printed by `cutover deploy` and `cutover status`.
+    #[arg(long = "deployment")]
+    deployment_id: String,
+    /// Release revision being approved (a decision for another revision is refused).
+    #[arg(long)]
+    revision: String,
+    #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
+    approver: String,
+    #[arg(long, default_value = "")]
+    comment: String,
+}
+
+fn default_user() -> String {
+    std::env::var("USER").unwrap_or_default()
+}
+
+fn load(path: &std::path::Path) -> Result<Config, CmdError> {
+    Config::load(path).map_err(|e| CmdError::usage(e.to_string()))
+}
+
+async fn run(cli: Cli) -> commands::CmdResult {
+    let settings = Settings::from_env();
+    match cli.command {
+        Command::Worker => {
+            temporal::run_worker(&settings, &cli.task_queue).await?;
+            Ok(0)
+        }
+        Command::Deploy {
+            environment,
+            revision,
+            images,
+            requested_by,
+            deployment_id,
+            wait,
+        } => {
+            let cfg = load(&cli.config)?;
+            let args = DeployArgs {
+                environment,
+                revision,
+                images,
+                requested_by,
+                deployment_id,
+                wait,
+                task_queue: cli.task_queue,
+            };
+            commands::deploy(&settings, &cfg, args).await
+        }
+        Command::Approve(d) => decision(&settings, d, true).await,
+        Command::Reject(d) => decision(&settings, d, false).await,
+        Command::Abort {
+            environment,
+            reason,
+            by,
+        } => commands::abort(&settings, &environment, AbortRequest { by, reason }, false).await,
+        Command::Status { environment, json } => {
+            commands::status(&settings, &environment, json).await
+        }
+        Command::Rollback {
+            environment,
+            reason,
+            to,
+            by,
+            wait,
+        } => {
+            let cfg = load(&cli.config)?;
+            commands::rollback(
+                &settings,
+                &cfg,
+                RollbackArgs {
+                    environment,
+                    reason,
+                    by,
+                    to,
+                    wait,
+                    task_queue: cli.task_queue,
+                },
+            )
+            .await
+        }
+        Command::CheckConfig => {
+            let cfg = load(&cli.config)?;
+            println!("{}: valid", cli.config.display());
+            println!(
+                "service order: {}",
+                cfg.order()
+                    .map_err(|e| CmdError::usage(e.to_string()))?
+                    .join(" → ")
+            );
+            for (name, env) in &cfg.environments {
+                println!(
+                    "environment {name}: platform {}, approval {}, production {}",
+                    env.platform.kind,
+                    if env.approval.required {
+                        env.approval.approvers.join("/")
+                    } else {
+                        "none".into()
+                    },
+                    env.production
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn decision(settings: &Settings, d: DecisionArgs, approve: bool) -> commands::CmdResult {
+    let decision = ApprovalDecision {
+        approver: d.approver,
+        deployment_id: d.deployment_id,
+        revision: d.revision,
+        comment: d.comment,
+    };
+    commands::decide(settings, &d.environment, decision, approve).await
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CUTOVER_LOG")
+                .unwrap_or_else(|_| "warn,worker=info,activities=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let code = match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cutover: {}", e.message);
+            e.code
+        }
+    };
+    std::process::exit(code);
+}

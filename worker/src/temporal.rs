@@ -1,0 +1,99 @@
+//! Temporal connection settings (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`)
+//! and the worker.
+
+use std::time::Duration;
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use workflows::names;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub address: String,
+    pub namespace: String,
+    /// Never printed.
+    pub api_key: Option<String>,
+    pub ui: String,
+}
+
+impl Settings {
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self {
+            address: var("TEMPORAL_ADDRESS").unwrap_or_else(|| "localhost:7233".into()),
+            namespace: var("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".into()),
+            api_key: var("TEMPORAL_API_KEY"),
+            ui: var("CUTOVER_TEMPORAL_UI").unwrap_or_else(|| "http://localhost:8233".into()),
+        }
+    }
+
+    /// Link to a run in the Temporal UI.
+    pub fn ui_link(&self, workflow_id: &str, run_id: &str) -> String {
+        format!(
+            "{}/namespaces/{}/workflows/{workflow_id}/{run_id}/history",
+            self.ui.trim_end_matches('/'),
+            self.namespace
+        )
+    }
+
+    pub async fn connect(&self, identity: &str) -> Result<Client, String> {
+        let scheme = if self.api_key.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let target = if self.address.contains("://") {
+            self.address.clone()
+        } else {
+            format!("{scheme}://{}", self.address)
+        };
+        let url = url::Url::parse(&target)
+            .map_err(|e| format!("TEMPORAL_ADDRESS {:?} is not host:port: {e}", self.address))?;
+        let opts = ConnectionOptions::new(url)
+            .identity(identity.to_owned())
+            .maybe_api_key(self.api_key.clone())
+            .maybe_tls_options(self.api_key.as_ref().map(|_| Default::default()))
+            .connect_timeout(Duration::from_secs(5))
+            .build();
+        let connection = Connection::connect(opts)
+            .await
+            .map_err(|e| format!("cannot reach Temporal at {}: {e}", self.address))?;
+        Client::new(
+            connection,
+            ClientOptions::new(self.namespace.clone()).build(),
+        )
+        .map_err(|e| format!("Temporal client: {e}"))
+    }
+}
+
+/// Runs the worker until SIGTERM/Ctrl-C, then shuts down gracefully.
+pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), String> {
+    let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| e.to_string())?;
+    let identity = format!("cutover-worker@{}", std::process::id());
+    let client = settings.connect(&identity).await?;
+    let options = WorkerOptions::new(task_queue)
+        .register_workflow::<workflows::DeployWorkflow>()
+        .map_err(|e| e.to_string())?
+        .register_workflow::<workflows::RollbackWorkflow>()
+        .map_err(|e| e.to_string())?
+        .register_activities(activities::CutoverActivities::new())
+        .build();
+    let mut worker = Worker::new(&runtime, client, options).map_err(|e| e.to_string())?;
+    let shutdown = worker.shutdown_handle();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        shutdown();
+    });
+    tracing::info!(task_queue, namespace = %settings.namespace, "worker started");
+    println!(
+        "worker polling task queue {task_queue:?} on {} ({})",
+        settings.address, settings.namespace
+    );
+    worker.run().await.map_err(|e| e.to_string())
+}
+
+pub const DEFAULT_TASK_QUEUE: &str = names::TASK_QUEUE;

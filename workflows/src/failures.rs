@@ -1,0 +1,34 @@
+//! Failure type names. Activities raise them as `ApplicationFailure` type names; retry policies
+//! list the non-retryable ones; the CLI shows them.
+
+/// Input that can never succeed (unknown service, malformed image, bad colour...).
+pub const INVALID_INPUT: &str = "InvalidInput";
+/// The platform refused because of its current state (e.g. the colour is live).
+pub const CONFLICT: &str = "PlatformConflict";
+/// Instances did not become ready in time.
+pub const NOT_READY: &str = "NotReady";
+/// The platform kind is not available in this worker.
+pub const UNSUPPORTED_PLATFORM: &str = "UnsupportedPlatform";
+/// Nothing to roll back to (the other colour never ran).
+pub const NO_PREVIOUS_COLOR: &str = "NoPreviousColor";
+/// Traffic is not where the workflow expected it.
+pub const VERIFY_FAILED: &str = "VerifyFailed";
+/// The platform could not be reached (retryable).
+pub const PLATFORM_UNAVAILABLE: &str = "PlatformUnavailable";
+
+/// Workflow outcomes.
+pub const DEPLOYMENT_FAILED: &str = "DeploymentFailed";
+pub const DEPLOYMENT_ROLLED_BACK: &str = "DeploymentRolledBack";
+pub const DEPLOYMENT_REJECTED: &str = "DeploymentRejected";
+pub const DEPLOYMENT_ABORTED: &str = "DeploymentAborted";
+pub const ROLLBACK_FAILED: &str = "RollbackFailed";
+
+/// Types that retrying cannot fix.
+pub const NON_RETRYABLE: [&str; 6] = [
+    INVALID_INPUT,
+    CONFLICT,
+    NOT_READY,
+    UNSUPPORTED_PLATFORM,
+    NO_PREVIOUS_COLOR,
+    VERIFY_FAILED,
+];

@@ -1,0 +1,19 @@
+//! cutover's workflows. Deterministic code only: no I/O crates, no wall clock, no tokio.
+//!
+//! - [`names`] pins every workflow, activity, signal, update and query name, shared with the CLI,
+//!   so a Rust rename never breaks a running history or a CI script.
+//! - [`activities`] declares the activities the workflows call (implemented in the `activities`
+//!   crate), and [`options`] their timeouts and retry policies.
+//! - [`deploy`] is the blue-green Deploy workflow; [`rollback`] the Rollback workflow it uses.
+//! - [`failures`] names the failure types workflows and activities raise.
+
+pub mod activities;
+pub mod deploy;
+pub mod failures;
+pub mod names;
+pub mod options;
+pub mod rollback;
+pub mod time;
+
+pub use deploy::DeployWorkflow;
+pub use rollback::RollbackWorkflow;

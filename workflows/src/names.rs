@@ -1,0 +1,37 @@
+//! Every name that appears in a Temporal history. Renaming one breaks running deployments and
+//! CI scripts: add new names instead.
+
+pub const TASK_QUEUE: &str = "cutover";
+
+pub const DEPLOY_WORKFLOW: &str = "Deploy";
+pub const ROLLBACK_WORKFLOW: &str = "Rollback";
+
+pub const APPROVE_UPDATE: &str = "approve";
+pub const REJECT_UPDATE: &str = "reject";
+pub const ABORT_SIGNAL: &str = "abort";
+pub const ROLLBACK_SIGNAL: &str = "rollback";
+pub const STATUS_QUERY: &str = "status";
+
+pub const PREFLIGHT: &str = "preflight";
+pub const START_COLOR: &str = "start_color";
+pub const SCALE_COLOR: &str = "scale_color";
+pub const WAIT_READY: &str = "wait_ready";
+pub const SMOKE_CHECKS: &str = "smoke_checks";
+pub const PERF_CHECKS: &str = "perf_checks";
+pub const SWITCH_TRAFFIC: &str = "switch_traffic";
+pub const SNAPSHOT_METRICS: &str = "snapshot_metrics";
+pub const CHECK_WINDOW: &str = "check_window";
+pub const VERIFY_ACTIVE: &str = "verify_active";
+pub const NOTIFY: &str = "notify";
+pub const READ_ACTIVE: &str = "read_active";
+
+/// Workflow id of an environment's deployment: one at a time per environment, enforced by the
+/// server with id-conflict policy Fail.
+pub fn deploy_workflow_id(environment: &str) -> String {
+    format!("deploy-{environment}")
+}
+
+/// Workflow id of an environment's rollback.
+pub fn rollback_workflow_id(environment: &str) -> String {
+    format!("rollback-{environment}")
+}

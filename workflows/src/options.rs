@@ -1,0 +1,61 @@
+//! Timeouts and retry policies of every activity call, in one place.
+
+use crate::failures::NON_RETRYABLE;
+use std::time::Duration;
+use temporalio_common::RetryPolicy;
+use temporalio_sdk::ActivityOptions;
+
+fn retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_millis(200))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(5))
+        .maximum_attempts(max_attempts)
+        .non_retryable_error_types(NON_RETRYABLE)
+        .build()
+}
+
+/// Quick calls to the platform (switch, scale, read): a few seconds each, retried on transient
+/// errors for about a minute.
+pub fn platform_call() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(15))
+        .retry_policy(retry(10))
+        .build()
+}
+
+/// Traffic moves must be fast to retry: a short timeout so a lost worker is noticed quickly.
+pub fn traffic_move() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5))
+        .retry_policy(retry(20))
+        .build()
+}
+
+/// Starting instances can take a while (image pull, slow start).
+pub fn start_instances(timeout: Duration) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(timeout + Duration::from_secs(30))
+        .retry_policy(retry(5))
+        .build()
+}
+
+/// Long waits heartbeat, so a dead worker is detected within the heartbeat timeout.
+pub fn long_wait(timeout: Duration) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(timeout + Duration::from_secs(10))
+        .heartbeat_timeout(Duration::from_secs(3))
+        .retry_policy(retry(3))
+        .build()
+}
+
+/// Checks send real requests; a worker crash restarts them from scratch.
+pub fn checks() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+        .heartbeat_timeout(Duration::from_secs(5))
+        .retry_policy(retry(3))
+        .build()
+}
+
+/// Notifications: a couple of tries, then the workflow moves on.
+pub fn notify() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
+        .retry_policy(retry(2))
+        .build()
+}
