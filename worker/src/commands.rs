@@ -180,9 +180,7 @@ pub async fn follow(client: &Client, environment: &str, deployment_id: &str) -> 
                             format!(" — {}", s.reason)
                         }
                     );
-                    if s.switch_ms > 0.0 {
-                        println!("switch_ms: {:.3}", s.switch_ms);
-                    }
+                    println!("switch_ms: {:.3}", s.switch_ms);
                     if s.revert_ms > 0.0 {
                         println!("revert_ms: {:.0}", s.revert_ms);
                     }
@@ -269,6 +267,12 @@ pub async fn decide(
             );
             Ok(exit::SUCCEEDED)
         }
+        Err(temporalio_client::errors::WorkflowUpdateError::Failed(f)) => {
+            Err(CmdError::failed(format!("refused: {}", f.message)))
+        }
+        Err(temporalio_client::errors::WorkflowUpdateError::NotFound(_)) => Err(CmdError::failed(
+            format!("refused: no deployment is running in {environment}"),
+        )),
         Err(e) => Err(CmdError::failed(format!("refused: {}", root_message(&e)))),
     }
 }

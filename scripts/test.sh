@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, the replay suite, and the integration tests that start the real
+# Temporal dev server, the local platform and the cutover worker.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CUTOVER_TEMPORAL="${CUTOVER_TEMPORAL:-$(scripts/install-tools.sh | tail -n 1)}"
+cargo build --bins
+# Integration tests each start their own servers; three at a time fit two cores.
+cargo test --workspace -- --test-threads=3

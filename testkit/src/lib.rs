@@ -1,0 +1,597 @@
+//! Test harness for cutover: real servers on 127.0.0.1, started and stopped by the tests.
+//!
+//! - [`Temporal`]: `temporal server start-dev` on a free port with a SQLite file (restartable).
+//! - [`Platform`]: the `cutover-platform` process with its stand-ins.
+//! - [`Worker`]: a `cutover worker` child process (killable with SIGKILL).
+//! - [`Load`]: steady HTTP traffic to every service, counting failures.
+//! - [`Env`]: all of them plus a config file, and a helper to run the `cutover` CLI.
+
+use localplatform::api::{JournalEntry, PlatformState};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Directory of the workspace's built binaries (the test executable lives in `<dir>/deps`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().expect("deps dir");
+    if dir.ends_with("deps") {
+        dir.parent().expect("profile dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --bins` first",
+        p.display()
+    );
+    p
+}
+
+/// The Temporal CLI: `$CUTOVER_TEMPORAL`, else `temporal` on PATH, else the cache that
+/// `scripts/install-tools.sh` fills.
+pub fn temporal_cli() -> PathBuf {
+    if let Some(p) = std::env::var_os("CUTOVER_TEMPORAL") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("temporal"))
+            .find(|p| p.is_file())
+    }) {
+        return p;
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
+    let p = cache.join("cutover-testbin/temporal-1.9.1/temporal");
+    assert!(
+        p.is_file(),
+        "no Temporal CLI: run scripts/install-tools.sh or set CUTOVER_TEMPORAL"
+    );
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes (no fixed sleeps in tests).
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill(child: &mut Child, signal: i32) {
+    #[allow(unsafe_code)]
+    // SAFETY: signals our own child; no memory is touched.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
+    let _ = child.wait();
+}
+
+pub struct Temporal {
+    child: Option<Child>,
+    pub port: u16,
+    pub ui_port: u16,
+    db: PathBuf,
+}
+
+impl Temporal {
+    pub fn start(dir: &Path) -> Self {
+        let mut t = Self {
+            child: None,
+            port: free_port(),
+            ui_port: free_port(),
+            db: dir.join("temporal.db"),
+        };
+        t.spawn(true);
+        t
+    }
+
+    /// `headless`: no UI (tests); the demo passes false.
+    pub fn spawn(&mut self, headless: bool) {
+        let mut cmd = Command::new(temporal_cli());
+        cmd.args([
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--log-level",
+            "error",
+        ])
+        .args(["--port", &self.port.to_string()])
+        .args(["--db-filename", self.db.to_str().unwrap()])
+        .args([
+            "--dynamic-config-value",
+            "matching.longPollExpirationInterval=\"2s\"",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if headless {
+            cmd.arg("--headless");
+        } else {
+            cmd.args(["--ui-port", &self.ui_port.to_string()]);
+        }
+        self.child = Some(cmd.spawn().expect("temporal starts"));
+        let addr = format!("127.0.0.1:{}", self.port);
+        wait_until("Temporal to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Restarts the server with its web UI (for the demo).
+    pub fn restart_with_ui(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, libc::SIGKILL);
+        }
+        self.spawn(false);
+    }
+
+    /// Stops the server abruptly (SIGKILL) and starts it again on the same SQLite file.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, libc::SIGKILL);
+        }
+        self.spawn(true);
+    }
+}
+
+impl Drop for Temporal {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, libc::SIGKILL);
+        }
+    }
+}
+
+pub struct Platform {
+    child: Child,
+    pub admin: String,
+    pub services: BTreeMap<String, String>,
+    http: blocking::Client,
+}
+
+/// A tiny blocking HTTP helper over a private tokio runtime (tests are plain threads).
+pub mod blocking {
+    use std::sync::OnceLock;
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+    pub fn rt() -> &'static tokio::runtime::Runtime {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        RT.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        })
+    }
+
+    #[derive(Clone)]
+    pub struct Client(pub reqwest::Client);
+
+    impl Client {
+        pub fn new() -> Self {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Self(
+                reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(10))
+                    .build()
+                    .unwrap(),
+            )
+        }
+
+        pub fn get_json(&self, url: &str) -> serde_json::Value {
+            let c = self.0.clone();
+            let url = url.to_owned();
+            rt().block_on(async move { c.get(&url).send().await.unwrap().json().await.unwrap() })
+        }
+    }
+
+    impl Default for Client {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+}
+
+impl Platform {
+    /// Starts the platform with v1 live on blue; `faults` becomes the stand-ins' `JTS_FAULTS`.
+    pub fn start(faults: &str, replicas: u32) -> Self {
+        let mut child = Command::new(bin("cutover-platform"))
+            .args([
+                "--admin",
+                "127.0.0.1:0",
+                "--replicas",
+                &replicas.to_string(),
+            ])
+            .env("JTS_FAULTS", faults)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cutover-platform starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut admin, mut services) = (String::new(), BTreeMap::new());
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            match parts.as_slice() {
+                ["ADMIN", a] => admin = format!("http://{a}"),
+                ["SERVICE", n, a] => {
+                    services.insert(n.to_string(), format!("http://{a}"));
+                }
+                ["READY"] => break,
+                _ => {}
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        assert!(!admin.is_empty(), "platform printed no ADMIN line");
+        Self {
+            child,
+            admin,
+            services,
+            http: blocking::Client::new(),
+        }
+    }
+
+    pub fn state(&self) -> PlatformState {
+        serde_json::from_value(self.http.get_json(&format!("{}/v1/state", self.admin))).unwrap()
+    }
+
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        serde_json::from_value(self.http.get_json(&format!("{}/v1/journal", self.admin))).unwrap()
+    }
+
+    /// The colour each service sends all its traffic to.
+    pub fn active_colors(&self) -> BTreeMap<String, String> {
+        self.state()
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.active_color().unwrap_or("split").to_owned()))
+            .collect()
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        kill(&mut self.child, libc::SIGTERM);
+    }
+}
+
+pub struct Worker {
+    child: Option<Child>,
+    envs: Vec<(String, String)>,
+}
+
+impl Worker {
+    pub fn start(temporal: &str, envs: &[(&str, &str)]) -> Self {
+        let mut w = Self {
+            child: None,
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        w.envs.push(("TEMPORAL_ADDRESS".into(), temporal.into()));
+        w.spawn();
+        w
+    }
+
+    pub fn spawn(&mut self) {
+        let mut cmd = Command::new(bin("cutover"));
+        cmd.arg("worker")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.env_remove("CUTOVER_SLACK_WEBHOOK_URL");
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("cutover worker starts"));
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or_default()
+    }
+
+    /// `kill -9`: no chance to finish or report anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, libc::SIGKILL);
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Steady traffic: `rate` requests per second to each service, spread over time.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    pub ok: Arc<AtomicU64>,
+    pub failed: Arc<AtomicU64>,
+    pub failures: Arc<std::sync::Mutex<Vec<String>>>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LoadStats {
+    pub ok: u64,
+    pub failed: u64,
+}
+
+impl Load {
+    pub fn start(services: &BTreeMap<String, String>, rate_per_service: u32) -> Self {
+        let rt = blocking::rt();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let rt = blocking::rt();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let mut handles = Vec::new();
+        for (name, base) in services {
+            let route = match name.as_str() {
+                "api-gateway" => "/api/market/status",
+                "strategy-engine" => "/api/strategies",
+                "order-execution" => "/api/orders",
+                _ => "/api/risk/limits",
+            };
+            let url = format!("{base}{route}");
+            let (stop, ok, failed, failures, client) = (
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+                failures.clone(),
+                client.clone(),
+            );
+            let every = Duration::from_secs_f64(1.0 / f64::from(rate_per_service.max(1)));
+            handles.push(rt.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut inflight = tokio::task::JoinSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    let (ok, failed, failures, client, url) = (
+                        ok.clone(),
+                        failed.clone(),
+                        failures.clone(),
+                        client.clone(),
+                        url.clone(),
+                    );
+                    inflight.spawn(async move {
+                        match client.get(&url).send().await {
+                            Ok(r) if r.status().is_success() => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                failures
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{url}: {}", r.status()));
+                            }
+                            Err(e) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                failures.lock().unwrap().push(format!("{url}: {e}"));
+                            }
+                        }
+                    });
+                }
+                while inflight.join_next().await.is_some() {}
+            }));
+        }
+        Self {
+            stop,
+            ok,
+            failed,
+            failures,
+            handles,
+        }
+    }
+
+    pub fn stats(&self) -> LoadStats {
+        LoadStats {
+            ok: self.ok.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn stop(self) -> LoadStats {
+        self.stop.store(true, Ordering::Relaxed);
+        let rt = blocking::rt();
+        for h in self.handles {
+            let _ = rt.block_on(h);
+        }
+        LoadStats {
+            ok: self.ok.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Knobs of the test configuration.
+#[derive(Clone, Debug)]
+pub struct ConfigOpts {
+    pub approval: bool,
+    pub validation_window_secs: u64,
+    pub check_interval_ms: u64,
+    pub keep_warm_secs: u64,
+    pub min_requests: u64,
+    pub inconclusive_hold_secs: u64,
+    pub replicas: u32,
+}
+
+impl Default for ConfigOpts {
+    fn default() -> Self {
+        Self {
+            approval: false,
+            validation_window_secs: 3,
+            check_interval_ms: 500,
+            keep_warm_secs: 1,
+            min_requests: 10,
+            inconclusive_hold_secs: 5,
+            replicas: 1,
+        }
+    }
+}
+
+pub fn config_text(envs: &[(&str, &str)], o: &ConfigOpts) -> String {
+    let mut s = String::from(
+        r#"[services.risk-management]
+smoke = ["/api/risk/limits"]
+[services.order-execution]
+depends_on = ["risk-management"]
+smoke = ["/api/orders"]
+[services.strategy-engine]
+depends_on = ["risk-management"]
+smoke = ["/api/strategies"]
+[services.api-gateway]
+depends_on = ["strategy-engine", "order-execution"]
+smoke = ["/api/market/status"]
+"#,
+    );
+    for (env, admin) in envs {
+        s.push_str(&format!(
+            r#"
+[environments.{env}]
+platform = {{ kind = "local", admin_url = "{admin}" }}
+production = {prod}
+thresholds = {{ max_error_ratio = 0.01, max_p95_ms = 500, min_requests = {min} }}
+performance = {{ requests = 20, concurrency = 4 }}
+approval = {{ required = {approval}, approvers = ["alice", "bob"] }}
+timings = {{ validation_window_secs = {vw}, check_interval_ms = {ci}, keep_warm_secs = {kw}, inconclusive_hold_secs = {ih}, ready_timeout_secs = 20 }}
+replicas = {{ risk-management = {r}, order-execution = {r}, strategy-engine = {r}, api-gateway = {r} }}
+"#,
+            prod = o.approval,
+            min = o.min_requests,
+            approval = o.approval,
+            vw = o.validation_window_secs,
+            ci = o.check_interval_ms,
+            kw = o.keep_warm_secs,
+            ih = o.inconclusive_hold_secs,
+            r = o.replicas,
+        ));
+    }
+    s
+}
+
+/// Output of one `cutover` CLI run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The value of a `key: value` line of stdout.
+    pub fn field(&self, key: &str) -> Option<String> {
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}: ")).map(str::to_owned))
+    }
+}
+
+/// One test's world: a Temporal server, a platform, a worker and a config file.
+pub struct Env {
+    pub dir: PathBuf,
+    pub temporal: Temporal,
+    pub platform: Platform,
+    pub worker: Worker,
+    pub config: PathBuf,
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cutover-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+impl Env {
+    pub fn start(name: &str, faults: &str, opts: &ConfigOpts, worker_env: &[(&str, &str)]) -> Self {
+        let dir = scratch_dir(name);
+        let temporal = Temporal::start(&dir);
+        let platform = Platform::start(faults, opts.replicas);
+        let config = dir.join("cutover.toml");
+        std::fs::write(&config, config_text(&[("staging", &platform.admin)], opts)).unwrap();
+        let worker = Worker::start(&temporal.address(), worker_env);
+        Self {
+            dir,
+            temporal,
+            platform,
+            worker,
+            config,
+        }
+    }
+
+    /// Runs `cutover ARGS` against this world's Temporal server and config.
+    pub fn cli(&self, args: &[&str]) -> Run {
+        run_cli(&self.temporal.address(), &self.config, args)
+    }
+}
+
+pub fn run_cli(temporal: &str, config: &Path, args: &[&str]) -> Run {
+    let out = Command::new(bin("cutover"))
+        .args(args)
+        .env("TEMPORAL_ADDRESS", temporal)
+        .env("CUTOVER_CONFIG", config)
+        .env_remove("CUTOVER_USER")
+        .output()
+        .expect("cutover runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Resident set size of a process in bytes (from /proc).
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}

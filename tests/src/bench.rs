@@ -1,0 +1,215 @@
+//! `cutover-bench`: the benchmark command (and, with `--demo`, the demo). Starts the real
+//! Temporal dev server, local platforms and the worker, drives steady traffic, and prints figures:
+//!
+//! - switch duration of all four services (first to last route change) and failed requests
+//!   during a deployment at steady load;
+//! - time from a failed check to all traffic back on the old colour;
+//! - worker RSS idle, and with 10 deployments running at once in 10 environments.
+//!
+//! Timings vary with the machine; they are printed, never asserted.
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use testkit::{
+    ConfigOpts, Load, Platform, Temporal, Worker, config_text, rss_bytes, run_cli, scratch_dir,
+    wait_until,
+};
+
+fn status(temporal: &str, config: &std::path::Path, env: &str) -> Option<Value> {
+    let r = run_cli(temporal, config, &["status", env, "--json"]);
+    (r.code == 0)
+        .then(|| serde_json::from_str(&r.stdout).ok())
+        .flatten()
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn main() {
+    let demo = std::env::args().any(|a| a == "--demo");
+    if std::env::args().any(|a| a == "-h" || a == "--help") {
+        println!(
+            "usage: cutover-bench [--demo]\n  prints deployment figures; --demo runs the demo instead"
+        );
+        return;
+    }
+    let dir = scratch_dir(if demo { "demo" } else { "bench" });
+    let mut temporal = Temporal::start(&dir);
+    if demo {
+        // The demo shows the UI: restart the same server with it.
+        temporal.restart_with_ui();
+    }
+    let platform = Platform::start("v3@strategy-engine=live_error_rate:0.2", 2);
+    let opts = ConfigOpts {
+        replicas: 2,
+        validation_window_secs: 5,
+        min_requests: 20,
+        ..Default::default()
+    };
+    let config = dir.join("cutover.toml");
+    std::fs::write(&config, config_text(&[("staging", &platform.admin)], &opts)).unwrap();
+    let worker = Worker::start(&temporal.address(), &[]);
+    let addr = temporal.address();
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_rss = rss_bytes(worker.pid());
+
+    println!(
+        "local platform: v1 live on blue; services: {:?}",
+        platform.services
+    );
+    let load = Load::start(&platform.services, 50);
+    let run = run_cli(
+        &addr,
+        &config,
+        &[
+            "deploy",
+            "staging",
+            "--revision",
+            "v2",
+            "--as",
+            "demo",
+            "--wait",
+        ],
+    );
+    let during = load.stats();
+    let s = status(&addr, &config, "staging").unwrap_or_default();
+    let run_id = run.field("run_id").unwrap_or_default();
+    println!("\n== deploy v2 to all four services under steady load (50 req/s per service) ==");
+    println!(
+        "outcome: {} (exit {})",
+        s["outcome"].as_str().unwrap_or("?"),
+        run.code
+    );
+    println!("requests served: {}", during.ok);
+    println!("requests failed: {}", during.failed);
+    println!(
+        "switch duration (first to last service): {:.3} ms",
+        s["switch_ms"].as_f64().unwrap_or(-1.0)
+    );
+    println!("colours now: {:?}", platform.active_colors());
+    if demo {
+        println!(
+            "Temporal UI: http://127.0.0.1:{}/namespaces/default/workflows/deploy-staging/{run_id}/history",
+            temporal.ui_port
+        );
+    }
+    wait_until(
+        "v2 deployment to retire blue",
+        Duration::from_secs(60),
+        || status(&addr, &config, "staging").is_some_and(|s| s["phase"] == "done"),
+    );
+
+    let before = load.stats();
+    let run = run_cli(
+        &addr,
+        &config,
+        &[
+            "deploy",
+            "staging",
+            "--revision",
+            "v3",
+            "--as",
+            "demo",
+            "--wait",
+        ],
+    );
+    let after = load.stop();
+    let s = status(&addr, &config, "staging").unwrap_or_default();
+    println!("\n== deploy v3 (strategy-engine fails 20% of live requests) ==");
+    println!(
+        "outcome: {} (exit {}): {}",
+        s["outcome"].as_str().unwrap_or("?"),
+        run.code,
+        s["reason"].as_str().unwrap_or("")
+    );
+    println!("requests served: {}", after.ok - before.ok);
+    println!(
+        "requests failed (served by v3 before the rollback): {}",
+        after.failed - before.failed
+    );
+    println!(
+        "time from failed check to all traffic back on green: {:.0} ms",
+        s["revert_ms"].as_f64().unwrap_or(-1.0)
+    );
+    println!("colours now: {:?}", platform.active_colors());
+    if demo {
+        println!(
+            "Temporal UI: http://127.0.0.1:{}/namespaces/default/workflows/deploy-staging/{}/history",
+            temporal.ui_port,
+            run.field("run_id").unwrap_or_default()
+        );
+        println!("\npress Enter to stop the demo");
+        let _ = std::io::stdin().read_line(&mut String::new());
+        return;
+    }
+
+    // Ten deployments at once, one per environment, each with its own platform.
+    drop(worker);
+    let platforms: Vec<Platform> = (0..10).map(|_| Platform::start("", 1)).collect();
+    let envs: Vec<(String, String)> = platforms
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("env{i}"), p.admin.clone()))
+        .collect();
+    let env_refs: Vec<(&str, &str)> = envs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let opts10 = ConfigOpts {
+        replicas: 1,
+        validation_window_secs: 10,
+        min_requests: 5,
+        ..Default::default()
+    };
+    let config10 = dir.join("cutover10.toml");
+    std::fs::write(&config10, config_text(&env_refs, &opts10)).unwrap();
+    let worker = Worker::start(&addr, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_rss2 = rss_bytes(worker.pid());
+    let loads: Vec<Load> = platforms
+        .iter()
+        .map(|p| Load::start(&p.services, 5))
+        .collect();
+    let begun = Instant::now();
+    for (env, _) in &envs {
+        let r = run_cli(
+            &addr,
+            &config10,
+            &["deploy", env, "--revision", "v2", "--as", "bench"],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let mut peak = 0;
+    let mut running_at_peak = 0;
+    loop {
+        let phases: Vec<String> = envs
+            .iter()
+            .map(|(e, _)| {
+                status(&addr, &config10, e)
+                    .and_then(|s| s["outcome"].as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let running = phases.iter().filter(|o| o.is_empty()).count();
+        let rss = rss_bytes(worker.pid());
+        if rss > peak {
+            peak = rss;
+            running_at_peak = running;
+        }
+        if running == 0 || begun.elapsed() > Duration::from_secs(180) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let failed: u64 = loads.into_iter().map(|l| l.stop().failed).sum();
+    println!("\n== worker memory ==");
+    println!(
+        "worker RSS idle: {:.1} MB (after a second start: {:.1} MB)",
+        mb(idle_rss),
+        mb(idle_rss2)
+    );
+    println!(
+        "worker RSS peak with 10 deployments in 10 environments: {:.1} MB ({running_at_peak} running at the peak; all 10 finished in {:.1} s; {failed} failed requests)",
+        mb(peak),
+        begun.elapsed().as_secs_f64()
+    );
+    drop(temporal);
+}

@@ -1,0 +1,91 @@
+//! Helpers shared by the integration test files.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use testkit::Env;
+
+/// `cutover status staging --json`, or None while there is none.
+pub fn status(env: &Env) -> Option<Value> {
+    let run = env.cli(&["status", "staging", "--json"]);
+    (run.code == 0)
+        .then(|| serde_json::from_str(&run.stdout).ok())
+        .flatten()
+}
+
+pub fn wait_phase(env: &Env, phase: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = status(env)
+            && s["phase"] == phase
+        {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for phase {phase}; last status: {:?}",
+            status(env)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the deployment has an outcome and returns its status.
+pub fn wait_outcome(env: &Env, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = status(env)
+            && s["outcome"].as_str().is_some_and(|o| !o.is_empty())
+        {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for an outcome; last status: {:?}",
+            status(env)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn all_on(env: &Env, color: &str) -> bool {
+    env.platform.active_colors().values().all(|c| c == color)
+}
+
+/// Traffic moves the platform performed (switch and weight changes that changed something).
+pub fn moves(env: &Env) -> Vec<String> {
+    env.platform
+        .journal()
+        .iter()
+        .map(|j| format!("{} {}", j.kind, j.request_id))
+        .collect()
+}
+
+/// With CUTOVER_RECORD_FIXTURES=1, saves the history of a run as a replay fixture.
+pub fn record_fixture(env: &Env, workflow_id: &str, name: &str) {
+    if std::env::var("CUTOVER_RECORD_FIXTURES").as_deref() != Ok("1") {
+        return;
+    }
+    let out = std::process::Command::new(testkit::temporal_cli())
+        .args([
+            "workflow",
+            "show",
+            "--workflow-id",
+            workflow_id,
+            "--address",
+            &env.temporal.address(),
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("{name}.json"));
+    std::fs::write(path, out.stdout).unwrap();
+}
