@@ -359,7 +359,6 @@ impl Load {
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let rt = blocking::rt();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()

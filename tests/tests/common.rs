@@ -61,31 +61,34 @@ pub fn moves(env: &Env) -> Vec<String> {
         .collect()
 }
 
-/// With CUTOVER_RECORD_FIXTURES=1, saves the history of a run as a replay fixture.
+/// With CUTOVER_RECORD_FIXTURES=1, saves the history of a run as a replay fixture (the JSON that
+/// `WorkflowHistory::from_json` reads back).
 pub fn record_fixture(env: &Env, workflow_id: &str, name: &str) {
+    use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
     if std::env::var("CUTOVER_RECORD_FIXTURES").as_deref() != Ok("1") {
         return;
     }
-    let out = std::process::Command::new(testkit::temporal_cli())
-        .args([
-            "workflow",
-            "show",
-            "--workflow-id",
-            workflow_id,
-            "--address",
-            &env.temporal.address(),
-            "--output",
-            "json",
-        ])
-        .output()
+    let url: url::Url = format!("http://{}", env.temporal.address())
+        .parse()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let json = testkit::blocking::rt().block_on(async move {
+        let conn = Connection::connect(
+            ConnectionOptions::new(url)
+                .identity("fixtures".to_owned())
+                .build(),
+        )
+        .await
+        .unwrap();
+        let client = Client::new(conn, ClientOptions::new("default").build()).unwrap();
+        client
+            .get_workflow_handle::<workflows::DeployWorkflow>(workflow_id)
+            .fetch_history(Default::default())
+            .to_json()
+            .await
+            .unwrap()
+    });
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(format!("{name}.json"));
-    std::fs::write(path, out.stdout).unwrap();
+    std::fs::write(path, json).unwrap();
 }
