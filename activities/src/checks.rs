@@ -103,7 +103,7 @@ pub async fn performance(
     req: &CheckRequest,
 ) -> Result<CheckReport, Failure> {
     let perf = req.perf.clone().unwrap_or_default();
-    let th = req.thresholds.clone().unwrap_or_default();
+    let th = req.thresholds.unwrap_or_default();
     let mut report = CheckReport {
         passed: true,
         results: Vec::new(),
@@ -230,7 +230,7 @@ pub fn judge(
 
 /// Live traffic on the new colour since the switch (now minus the baseline snapshot).
 pub fn window(req: &WindowCheckRequest, now: &proto::MetricsSnapshot) -> CheckReport {
-    let th = req.thresholds.clone().unwrap_or_default();
+    let th = req.thresholds.unwrap_or_default();
     let empty = proto::MetricsSnapshot::default();
     let base = req.baseline.as_ref().unwrap_or(&empty);
     let mut report = CheckReport {

@@ -19,6 +19,9 @@ pub enum Failure {
     NoPreviousColor(String),
     #[error("{0}")]
     VerifyFailed(String),
+    /// A permission the deployment needs is missing (RBAC).
+    #[error("{0}")]
+    Forbidden(String),
     /// Network errors, 5xx answers: worth retrying.
     #[error("{0}")]
     Unavailable(String),
@@ -33,6 +36,7 @@ impl Failure {
             Failure::UnsupportedPlatform(_) => failures::UNSUPPORTED_PLATFORM,
             Failure::NoPreviousColor(_) => failures::NO_PREVIOUS_COLOR,
             Failure::VerifyFailed(_) => failures::VERIFY_FAILED,
+            Failure::Forbidden(_) => failures::FORBIDDEN,
             Failure::Unavailable(_) => failures::PLATFORM_UNAVAILABLE,
         }
     }

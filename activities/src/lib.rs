@@ -2,12 +2,13 @@
 //! worker crash repeats nothing that already took effect.
 //!
 //! - [`error`]: one error enum; each kind maps to a stable failure type and retryability.
-//! - [`platform`]: the platforms an environment can run on ([`local`] here; Kubernetes later).
+//! - [`platform`]: the platforms an environment can run on ([`local`], [`kubernetes`]).
 //! - [`checks`]: smoke, performance and live-traffic judgements.
 //! - [`notify`]: the Slack-compatible webhook.
 
 pub mod checks;
 pub mod error;
+pub mod kubernetes;
 pub mod local;
 pub mod notify;
 pub mod platform;
@@ -29,6 +30,7 @@ use workflows::names;
 pub struct CutoverActivities {
     http: reqwest::Client,
     webhook: Option<String>,
+    clients: platform::Clients,
 }
 
 /// Environment variable holding the Slack-compatible webhook URL (a secret: never logged).
@@ -45,11 +47,12 @@ impl CutoverActivities {
         Self {
             http,
             webhook: std::env::var(WEBHOOK_ENV).ok().filter(|u| !u.is_empty()),
+            clients: platform::Clients::default(),
         }
     }
 
-    fn platform(&self, target: Option<&proto::PlatformTarget>) -> Result<Platform, Failure> {
-        platform::connect(target, &self.http)
+    async fn platform(&self, target: Option<&proto::PlatformTarget>) -> Result<Platform, Failure> {
+        platform::connect(target, &self.http, &self.clients).await
     }
 }
 
@@ -57,6 +60,11 @@ impl Default for CutoverActivities {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Runs an activity's body: its [`Failure`] becomes the typed activity error in one place.
+async fn act<T>(body: impl Future<Output = Result<T, Failure>>) -> Result<T, ActivityError> {
+    body.await.map_err(Failure::into_activity_error)
 }
 
 async fn heartbeat(ctx: &ActivityContext, details: &str) {
@@ -71,12 +79,13 @@ impl CutoverActivities {
         _ctx: ActivityContext,
         req: DeployRequest,
     ) -> Result<PreflightResult, ActivityError> {
-        let result: Result<PreflightResult, Failure> = async {
-            let platform = self.platform(req.platform.as_ref())?;
-            Ok(platform.preflight(&req).await?)
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+        act(async {
+            self.platform(req.platform.as_ref())
+                .await?
+                .preflight(&req)
+                .await
+        })
+        .await
     }
 
     #[activity(name = names::READ_ACTIVE)]
@@ -85,13 +94,12 @@ impl CutoverActivities {
         _ctx: ActivityContext,
         req: RollbackRequest,
     ) -> Result<PreflightResult, ActivityError> {
-        let result: Result<PreflightResult, Failure> = async {
-            let platform = self.platform(req.platform.as_ref())?;
+        act(async {
             let names: Vec<String> = req.services.iter().map(|s| s.name.clone()).collect();
-            Ok(platform.read_active(&names).await?)
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+            let platform = self.platform(req.platform.as_ref()).await?;
+            platform.read_active(&names).await
+        })
+        .await
     }
 
     #[activity(name = names::START_COLOR)]
@@ -100,12 +108,13 @@ impl CutoverActivities {
         _ctx: ActivityContext,
         req: ColorRequest,
     ) -> Result<(), ActivityError> {
-        let result: Result<(), Failure> = async {
-            let platform = self.platform(req.platform.as_ref())?;
-            Ok(platform.start_color(&req).await?)
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+        act(async {
+            self.platform(req.platform.as_ref())
+                .await?
+                .start_color(&req)
+                .await
+        })
+        .await
     }
 
     #[activity(name = names::SCALE_COLOR)]
@@ -114,12 +123,13 @@ impl CutoverActivities {
         _ctx: ActivityContext,
         req: ColorRequest,
     ) -> Result<(), ActivityError> {
-        let result: Result<(), Failure> = async {
-            let platform = self.platform(req.platform.as_ref())?;
-            Ok(platform.scale_color(&req).await?)
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+        act(async {
+            self.platform(req.platform.as_ref())
+                .await?
+                .scale_color(&req)
+                .await
+        })
+        .await
     }
 
     #[activity(name = names::WAIT_READY)]
@@ -128,8 +138,8 @@ impl CutoverActivities {
         ctx: ActivityContext,
         req: ColorRequest,
     ) -> Result<(), ActivityError> {
-        let result: Result<(), Failure> = async {
-            let platform = self.platform(req.platform.as_ref())?;
+        act(async {
+            let platform = self.platform(req.platform.as_ref()).await?;
             let deadline = Instant::now() + Duration::from_secs(req.timeout_secs.max(1));
             loop {
                 let waiting = platform.not_ready(&req).await?;
@@ -141,15 +151,13 @@ impl CutoverActivities {
                     return Err(Failure::NotReady(format!(
                         "not ready within {}s: {summary}",
                         req.timeout_secs
-                    ))
-                    .into());
+                    )));
                 }
                 heartbeat(&ctx, &summary).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(platform.poll_interval()).await;
             }
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+        })
+        .await
     }
 
     #[activity(name = names::SMOKE_CHECKS)]
@@ -158,13 +166,12 @@ impl CutoverActivities {
         ctx: ActivityContext,
         req: CheckRequest,
     ) -> Result<CheckReport, ActivityError> {
-        let result: Result<CheckReport, Failure> = async {
-            let platform = self.platform(req.platform.as_ref())?;
+        act(async {
+            let platform = self.platform(req.platform.as_ref()).await?;
             heartbeat(&ctx, "smoke").await;
-            Ok(checks::smoke(&self.http, &platform, &req).await?)
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+            checks::smoke(&self.http, &platform, &req).await
+        })
+        .await
     }
 
     #[activity(name = names::PERF_CHECKS)]
@@ -173,13 +180,12 @@ impl CutoverActivities {
         ctx: ActivityContext,
         req: CheckRequest,
     ) -> Result<CheckReport, ActivityError> {
-        let result: Result<CheckReport, Failure> = async {
-            let platform = self.platform(req.platform.as_ref())?;
+        act(async {
+            let platform = self.platform(req.platform.as_ref()).await?;
             heartbeat(&ctx, "performance").await;
-            Ok(checks::performance(&self.http, &platform, &req).await?)
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+            checks::performance(&self.http, &platform, &req).await
+        })
+        .await
     }
 
     #[activity(name = names::SWITCH_TRAFFIC)]
@@ -188,8 +194,8 @@ impl CutoverActivities {
         _ctx: ActivityContext,
         req: SwitchRequest,
     ) -> Result<SwitchResult, ActivityError> {
-        let result: Result<SwitchResult, Failure> = async {
-            let platform = self.platform(req.platform.as_ref())?;
+        act(async {
+            let platform = self.platform(req.platform.as_ref()).await?;
             let result = platform.switch(&req).await?;
             tracing::info!(
                 color = %req.color,
@@ -199,9 +205,8 @@ impl CutoverActivities {
                 "traffic moved"
             );
             Ok(result)
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+        })
+        .await
     }
 
     #[activity(name = names::SNAPSHOT_METRICS)]
@@ -210,12 +215,11 @@ impl CutoverActivities {
         _ctx: ActivityContext,
         req: WindowCheckRequest,
     ) -> Result<MetricsSnapshot, ActivityError> {
-        let result: Result<MetricsSnapshot, Failure> = async {
-            let platform = self.platform(req.platform.as_ref())?;
-            Ok(platform.snapshot(&req.color, &req.services).await?)
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+        act(async {
+            let platform = self.platform(req.platform.as_ref()).await?;
+            platform.snapshot(&req.color, &req.services).await
+        })
+        .await
     }
 
     #[activity(name = names::CHECK_WINDOW)]
@@ -224,13 +228,11 @@ impl CutoverActivities {
         _ctx: ActivityContext,
         req: WindowCheckRequest,
     ) -> Result<CheckReport, ActivityError> {
-        let result: Result<CheckReport, Failure> = async {
-            let platform = self.platform(req.platform.as_ref())?;
-            let now = platform.snapshot(&req.color, &req.services).await?;
-            Ok(checks::window(&req, &now))
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+        act(async {
+            let platform = self.platform(req.platform.as_ref()).await?;
+            platform.check_window(&req).await
+        })
+        .await
     }
 
     #[activity(name = names::VERIFY_ACTIVE)]
@@ -239,12 +241,11 @@ impl CutoverActivities {
         _ctx: ActivityContext,
         req: SwitchRequest,
     ) -> Result<(), ActivityError> {
-        let result: Result<(), Failure> = async {
-            let platform = self.platform(req.platform.as_ref())?;
-            Ok(platform.verify(&req.color, &req.services).await?)
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+        act(async {
+            let platform = self.platform(req.platform.as_ref()).await?;
+            platform.verify(&req.color, &req.services).await
+        })
+        .await
     }
 
     #[activity(name = names::NOTIFY)]
@@ -253,13 +254,12 @@ impl CutoverActivities {
         _ctx: ActivityContext,
         n: Notification,
     ) -> Result<(), ActivityError> {
-        let result: Result<(), Failure> = async {
-            let Some(url) = &self.webhook else {
-                return Ok(());
-            };
-            Ok(notify::post(&self.http, url, &n).await?)
-        }
-        .await;
-        result.map_err(Failure::into_activity_error)
+        act(async {
+            match &self.webhook {
+                Some(url) => notify::post(&self.http, url, &n).await,
+                None => Ok(()),
+            }
+        })
+        .await
     }
 }

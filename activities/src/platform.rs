@@ -1,21 +1,46 @@
 //! The platforms an environment can run on. Same operations, chosen per environment by
-//! `PlatformTarget.kind`: `local` (the embedded default) here; `kubernetes` arrives with the
-//! kube-rs platform.
+//! `PlatformTarget.kind`: `local` (the embedded default) or `kubernetes` (kube-rs).
 
+use crate::checks;
 use crate::error::Failure;
+use crate::kubernetes::KubePlatform;
 use crate::local::LocalPlatform;
 use proto::{
-    ColorRequest, DeployRequest, MetricsSnapshot, PlatformTarget, PreflightResult, SwitchRequest,
-    SwitchResult,
+    CheckReport, CheckResult, ColorRequest, DeployRequest, MetricsSnapshot, PreflightResult,
+    SwitchRequest, SwitchResult, WeightsRequest, WeightsResult, WindowCheckRequest,
 };
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::Mutex;
 
 pub enum Platform {
     Local(LocalPlatform),
+    Kubernetes(Box<KubePlatform>),
 }
 
-pub fn connect(
-    target: Option<&PlatformTarget>,
+/// Kubernetes clients by kubeconfig context, made once per worker (a client holds its
+/// connection pool and credentials).
+#[derive(Default)]
+pub struct Clients {
+    kube: Mutex<BTreeMap<String, kube::Client>>,
+}
+
+impl Clients {
+    async fn kube(&self, context: &str) -> Result<kube::Client, Failure> {
+        let mut map = self.kube.lock().await;
+        if let Some(c) = map.get(context) {
+            return Ok(c.clone());
+        }
+        let c = crate::kubernetes::client_for(context).await?;
+        map.insert(context.to_owned(), c.clone());
+        Ok(c)
+    }
+}
+
+pub async fn connect(
+    target: Option<&proto::PlatformTarget>,
     http: &reqwest::Client,
+    clients: &Clients,
 ) -> Result<Platform, Failure> {
     let target = target.ok_or_else(|| Failure::InvalidInput("request names no platform".into()))?;
     match target.kind.as_str() {
@@ -23,9 +48,10 @@ pub fn connect(
             &target.admin_url,
             http.clone(),
         )?)),
-        "kubernetes" => Err(Failure::UnsupportedPlatform(
-            "this worker has no Kubernetes platform yet; use platform = \"local\"".into(),
-        )),
+        "kubernetes" => Ok(Platform::Kubernetes(Box::new(KubePlatform::new(
+            clients.kube(&target.kube_context).await?,
+            target,
+        )?))),
         other => Err(Failure::InvalidInput(format!(
             "unknown platform kind {other:?}: expected \"local\" or \"kubernetes\""
         ))),
@@ -33,27 +59,39 @@ pub fn connect(
 }
 
 impl Platform {
+    /// How often a wait polls the platform.
+    pub fn poll_interval(&self) -> Duration {
+        match self {
+            Platform::Local(_) => Duration::from_millis(100),
+            Platform::Kubernetes(_) => Duration::from_millis(500),
+        }
+    }
+
     pub async fn preflight(&self, req: &DeployRequest) -> Result<PreflightResult, Failure> {
         match self {
             Platform::Local(p) => p.preflight(req).await,
+            Platform::Kubernetes(p) => p.preflight(req).await,
         }
     }
 
     pub async fn read_active(&self, services: &[String]) -> Result<PreflightResult, Failure> {
         match self {
             Platform::Local(p) => p.read_active(services).await,
+            Platform::Kubernetes(p) => p.read_active(services).await,
         }
     }
 
     pub async fn start_color(&self, req: &ColorRequest) -> Result<(), Failure> {
         match self {
             Platform::Local(p) => p.start_color(req).await,
+            Platform::Kubernetes(p) => p.start_color(req).await,
         }
     }
 
     pub async fn scale_color(&self, req: &ColorRequest) -> Result<(), Failure> {
         match self {
             Platform::Local(p) => p.scale_color(req).await,
+            Platform::Kubernetes(p) => p.scale_color(req).await,
         }
     }
 
@@ -61,15 +99,19 @@ impl Platform {
     pub async fn not_ready(&self, req: &ColorRequest) -> Result<Vec<String>, Failure> {
         match self {
             Platform::Local(p) => p.not_ready(req).await,
+            Platform::Kubernetes(p) => p.not_ready(req).await,
         }
     }
 
     pub async fn switch(&self, req: &SwitchRequest) -> Result<SwitchResult, Failure> {
         match self {
             Platform::Local(p) => p.switch(req).await,
+            Platform::Kubernetes(p) => p.switch(req).await,
         }
     }
 
+    /// Counters of live traffic on a colour (the baseline of the post-switch window). The
+    /// Kubernetes platform judges the window by health and keeps no counters here.
     pub async fn snapshot(
         &self,
         color: &str,
@@ -77,12 +119,42 @@ impl Platform {
     ) -> Result<MetricsSnapshot, Failure> {
         match self {
             Platform::Local(p) => p.snapshot(color, services).await,
+            Platform::Kubernetes(_) => Ok(MetricsSnapshot::default()),
+        }
+    }
+
+    /// One judgement of the post-switch window.
+    pub async fn check_window(&self, req: &WindowCheckRequest) -> Result<CheckReport, Failure> {
+        match self {
+            Platform::Local(p) => {
+                let now = p.snapshot(&req.color, &req.services).await?;
+                Ok(checks::window(req, &now))
+            }
+            Platform::Kubernetes(p) => {
+                let health = p.health(&req.color, &req.services).await?;
+                let results: Vec<CheckResult> = health
+                    .into_iter()
+                    .map(|(service, ok, detail)| CheckResult {
+                        name: "validation".into(),
+                        service,
+                        color: req.color.clone(),
+                        outcome: if ok { "passed" } else { "failed" }.into(),
+                        detail: format!("health: {detail}"),
+                        ..Default::default()
+                    })
+                    .collect();
+                Ok(CheckReport {
+                    passed: results.iter().all(|r| r.outcome == "passed"),
+                    results,
+                })
+            }
         }
     }
 
     pub async fn verify(&self, color: &str, services: &[String]) -> Result<(), Failure> {
         match self {
             Platform::Local(p) => p.verify(color, services).await,
+            Platform::Kubernetes(p) => p.verify(color, services).await,
         }
     }
 
@@ -90,6 +162,17 @@ impl Platform {
     pub async fn endpoints(&self, service: &str, color: &str) -> Result<Vec<String>, Failure> {
         match self {
             Platform::Local(p) => p.endpoints(service, color).await,
+            Platform::Kubernetes(p) => Ok(vec![p.preview_url(service)]),
+        }
+    }
+
+    /// Canary weights (Kubernetes: HTTPRoute or VirtualService), read back after the change.
+    pub async fn set_weights(&self, req: &WeightsRequest) -> Result<WeightsResult, Failure> {
+        match self {
+            Platform::Local(_) => Err(Failure::UnsupportedPlatform(
+                "canary weights on the local platform arrive with the gradual shift".into(),
+            )),
+            Platform::Kubernetes(p) => p.set_weights(req).await,
         }
     }
 }

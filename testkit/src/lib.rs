@@ -5,6 +5,10 @@
 //! - [`Worker`]: a `cutover worker` child process (killable with SIGKILL).
 //! - [`Load`]: steady HTTP traffic to every service, counting failures.
 //! - [`Env`]: all of them plus a config file, and a helper to run the `cutover` CLI.
+//! - [`cluster`]: a real Kubernetes control plane (etcd, kube-apiserver, controller manager,
+//!   scheduler, kwok), one per test process, a namespace per test.
+
+pub mod cluster;
 
 use localplatform::api::{JournalEntry, PlatformState};
 use std::collections::BTreeMap;
@@ -78,6 +82,19 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
             "timed out after {timeout:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The child gets SIGKILL when the thread that spawned it ends (tests never leak servers).
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    #[allow(unsafe_code)]
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
 }
 
@@ -316,6 +333,11 @@ impl Worker {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or_default()
+    }
+
+    /// Drops an environment variable for the next (re)start.
+    pub fn remove_env(&mut self, key: &str) {
+        self.envs.retain(|(k, _)| k != key);
     }
 
     /// `kill -9`: no chance to finish or report anything.
@@ -579,6 +601,17 @@ pub fn run_cli(temporal: &str, config: &Path, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_owned())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
 }
 
 /// Resident set size of a process in bytes (from /proc).

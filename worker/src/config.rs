@@ -3,7 +3,8 @@
 
 use crate::image;
 use proto::{
-    ApprovalPolicy, DeployRequest, PerfCheck, PlatformTarget, ServicePlan, Thresholds, Timings,
+    ApprovalPolicy, DeployRequest, PerfCheck, PlatformTarget, Resources, ServicePlan, Thresholds,
+    Timings,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -70,6 +71,42 @@ pub struct Service {
     #[serde(default = "default_warm")]
     pub warm_replicas: u32,
     pub image: Option<String>,
+    /// Kubernetes requests and limits of the service's pods.
+    #[serde(default)]
+    pub resources: ResourcesCfg,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourcesCfg {
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+}
+
+impl Default for ResourcesCfg {
+    fn default() -> Self {
+        Self {
+            cpu_request: "100m".into(),
+            cpu_limit: "1".into(),
+            memory_request: "128Mi".into(),
+            memory_limit: "256Mi".into(),
+        }
+    }
+}
+
+/// A Kubernetes quantity as the API server accepts it: digits with an optional decimal part and
+/// an optional suffix (m, k, Ki, M, Mi, G, Gi, ...).
+fn is_quantity(q: &str) -> bool {
+    let digits_end = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(digits_end);
+    !num.is_empty()
+        && num.chars().filter(|c| *c == '.').count() <= 1
+        && num.chars().any(|c| c.is_ascii_digit())
+        && ["", "m", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti"].contains(&suffix)
 }
 
 fn default_ready() -> String {
@@ -108,10 +145,37 @@ pub struct Environment {
 #[serde(deny_unknown_fields)]
 pub struct Platform {
     pub kind: String,
+    /// local: the platform's admin API.
     #[serde(default)]
     pub admin_url: String,
+    /// kubernetes: the namespace of the environment's services.
     #[serde(default)]
     pub namespace: String,
+    /// kubernetes: kubeconfig context (default: in-cluster, else the current context).
+    #[serde(default)]
+    pub context: String,
+    /// kubernetes: URL template of a service's preview colour, for the checks before the switch.
+    #[serde(default = "default_preview_url")]
+    pub preview_url: String,
+    /// kubernetes: how canary weights are applied: "gateway" (HTTPRoute) or "istio".
+    #[serde(default = "default_canary_routing")]
+    pub canary_routing: String,
+    /// kubernetes: host of the JTS ingress (default jts.<environment>.example).
+    #[serde(default)]
+    pub ingress_host: String,
+    /// kubernetes: folder of the per-service templates, relative to the configuration file.
+    #[serde(default = "default_manifests")]
+    pub manifests: String,
+}
+
+fn default_preview_url() -> String {
+    "http://{service}-preview.{namespace}.svc.cluster.local".into()
+}
+fn default_canary_routing() -> String {
+    "gateway".into()
+}
+fn default_manifests() -> String {
+    "k8s/jts".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +323,20 @@ impl Config {
             if s.replicas == 0 {
                 return Err(self.invalid(format!("services.{name}.replicas"), "must be at least 1"));
             }
+            let r = &s.resources;
+            for (key, q) in [
+                ("cpu_request", &r.cpu_request),
+                ("cpu_limit", &r.cpu_limit),
+                ("memory_request", &r.memory_request),
+                ("memory_limit", &r.memory_limit),
+            ] {
+                if !is_quantity(q) {
+                    return Err(self.invalid(
+                        format!("services.{name}.resources.{key}"),
+                        format!("{q:?} is not a Kubernetes quantity (e.g. \"250m\", \"512Mi\")"),
+                    ));
+                }
+            }
             if s.warm_replicas > s.replicas {
                 return Err(self.invalid(
                     format!("services.{name}.warm_replicas"),
@@ -288,10 +366,30 @@ impl Config {
                     }
                 }
                 "kubernetes" => {
-                    if !is_dns_label(&e.platform.namespace) {
+                    let p = &e.platform;
+                    if !is_dns_label(&p.namespace) {
                         return Err(self.invalid(
                             key("platform.namespace"),
                             "a Kubernetes namespace is required",
+                        ));
+                    }
+                    if !["gateway", "istio"].contains(&p.canary_routing.as_str()) {
+                        return Err(self.invalid(
+                            key("platform.canary_routing"),
+                            format!("{:?}: expected \"gateway\" or \"istio\"", p.canary_routing),
+                        ));
+                    }
+                    let sample = p
+                        .preview_url
+                        .replace("{service}", "svc")
+                        .replace("{namespace}", "ns");
+                    if url::Url::parse(&sample)
+                        .map(|u| u.scheme() == "http" || u.scheme() == "https")
+                        != Ok(true)
+                    {
+                        return Err(self.invalid(
+                            key("platform.preview_url"),
+                            format!("{:?} is not an http(s) URL template", p.preview_url),
                         ));
                     }
                 }
@@ -390,11 +488,61 @@ impl Config {
     }
 
     pub fn platform_target(&self, env: &Environment) -> PlatformTarget {
+        let p = &env.platform;
+        let kube = p.kind == "kubernetes";
+        let host = if p.ingress_host.is_empty() && kube {
+            format!("jts.{}.example", p.namespace.trim_start_matches("jts-"))
+        } else {
+            p.ingress_host.clone()
+        };
         PlatformTarget {
-            kind: env.platform.kind.clone(),
-            admin_url: env.platform.admin_url.clone(),
-            namespace: env.platform.namespace.clone(),
+            kind: p.kind.clone(),
+            admin_url: p.admin_url.clone(),
+            namespace: p.namespace.clone(),
+            kube_context: p.context.clone(),
+            preview_url: if kube {
+                p.preview_url.clone()
+            } else {
+                String::new()
+            },
+            canary_routing: if kube {
+                p.canary_routing.clone()
+            } else {
+                String::new()
+            },
+            ingress_host: host,
         }
+    }
+
+    /// The folder of an environment's Kubernetes templates (relative to the configuration file).
+    pub fn manifests_dir(&self, env: &Environment) -> PathBuf {
+        let base = Path::new(&self.file).parent().unwrap_or(Path::new("."));
+        base.join(&env.platform.manifests)
+    }
+
+    /// Reads each service's template from the release's manifests folder (kubernetes only).
+    /// A missing template is refused here, before anything starts.
+    pub fn attach_manifests(
+        &self,
+        env_name: &str,
+        plans: &mut [ServicePlan],
+    ) -> Result<(), String> {
+        let env = self.environment(env_name)?;
+        if env.platform.kind != "kubernetes" {
+            return Ok(());
+        }
+        let dir = self.manifests_dir(env);
+        for plan in plans {
+            let path = dir.join(format!("{}.yaml", plan.name));
+            plan.manifest = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "{}: the template of {} is missing or unreadable: {e} (environments.{env_name}.platform.manifests)",
+                    path.display(),
+                    plan.name
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Every service of the environment, in dependency order, with the release's images.
@@ -440,6 +588,14 @@ impl Config {
                 health_path: s.health_path.clone(),
                 smoke_paths: s.smoke.clone(),
                 depends_on: s.depends_on.clone(),
+                revision: revision.to_owned(),
+                manifest: String::new(),
+                resources: Some(Resources {
+                    cpu_request: s.resources.cpu_request.clone(),
+                    cpu_limit: s.resources.cpu_limit.clone(),
+                    memory_request: s.resources.memory_request.clone(),
+                    memory_limit: s.resources.memory_limit.clone(),
+                }),
             });
         }
         Ok(plans)
@@ -467,7 +623,8 @@ impl Config {
         if requested_by.trim().is_empty() {
             return Err("requester identity is empty: pass --as NAME or set CUTOVER_USER".into());
         }
-        let services = self.plan_services(env_name, revision, images)?;
+        let mut services = self.plan_services(env_name, revision, images)?;
+        self.attach_manifests(env_name, &mut services)?;
         let t = &env.timings;
         Ok(DeployRequest {
             deployment_id: deployment_id.to_owned(),

@@ -5,8 +5,10 @@
 //! - [`image`]: image reference validation.
 //! - [`temporal`]: connection settings from `TEMPORAL_*` and the worker.
 //! - [`commands`]: deploy, approve, reject, abort, status, rollback.
+//! - [`k8s`]: render (a release's Kubernetes manifests) and secrets sync.
 
 pub mod commands;
 pub mod config;
 pub mod image;
+pub mod k8s;
 pub mod temporal;

@@ -63,14 +63,18 @@ enum Command {
     Reject(DecisionArgs),
     /// Abort the running deployment (before the switch: stop the new colour; after: roll back).
     Abort {
+        /// Environment whose running deployment is aborted.
         environment: String,
+        /// Why (kept in the workflow history and the notification).
         #[arg(long)]
         reason: String,
+        /// Who aborts.
         #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
         by: String,
     },
     /// Show the deployment of an environment: phase, colours, services, checks, approvals.
     Status {
+        /// Environment to show (its latest deployment, running or finished).
         environment: String,
         /// Print the full status as JSON.
         #[arg(long)]
@@ -78,12 +82,15 @@ enum Command {
     },
     /// Roll an environment back to its previous colour (capacity first, then traffic).
     Rollback {
+        /// Environment to roll back.
         environment: String,
+        /// Why (kept in the workflow history and the notification).
         #[arg(long)]
         reason: String,
         /// Colour to return to (default: the one not live).
         #[arg(long)]
         to: Option<String>,
+        /// Who requests the rollback.
         #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
         by: String,
         /// Wait for the rollback to finish.
@@ -92,10 +99,50 @@ enum Command {
     },
     /// Validate the configuration file and print each environment's plan.
     CheckConfig,
+    /// Print a release's Kubernetes manifests on one colour (Deployments, PodDisruptionBudgets,
+    /// active and preview Services, ingress), rendered from k8s/jts/ as the worker renders them.
+    /// Bootstrap an environment with `cutover render ENV --revision REV | kubectl apply
+    /// --server-side -f -`.
+    Render {
+        /// A kubernetes environment from the configuration file.
+        environment: String,
+        /// Release revision (also the default image tag).
+        #[arg(long)]
+        revision: String,
+        /// Image of one service, SERVICE=IMAGE; repeatable.
+        #[arg(long = "image", value_name = "SERVICE=IMAGE")]
+        images: Vec<String>,
+        /// Colour the Deployments are rendered for.
+        #[arg(long, default_value = "blue")]
+        color: String,
+        /// Colour the active Services select (the preview Services select the other).
+        #[arg(long, default_value = "blue")]
+        active: String,
+    },
+    /// Kubernetes Secrets from environment variables (as GitHub Actions exposes secrets).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Server-side apply a Secret in the environment's namespace from environment variables.
+    /// Prints only key names; a missing or empty variable is refused before anything is written.
+    Sync {
+        /// A kubernetes environment from the configuration file.
+        environment: String,
+        /// Name of the Secret.
+        #[arg(long, default_value = "jts-secrets")]
+        name: String,
+        /// KEY=ENV_VAR: the Secret key and the environment variable holding its value; repeatable.
+        #[arg(long = "key", value_name = "KEY=ENV_VAR", required = true)]
+        keys: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
 struct DecisionArgs {
+    /// Environment whose deployment waits at the approval gate.
     environment: String,
     /// Deployment id, as printed by `cutover deploy` and `cutover status`.
     #[arg(long = "deployment")]
@@ -103,8 +150,10 @@ struct DecisionArgs {
     /// Release revision being approved (a decision for another revision is refused).
     #[arg(long)]
     revision: String,
+    /// Who decides (must be an approver of the environment; in production not the requester).
     #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
     approver: String,
+    /// Free-text comment kept with the decision.
     #[arg(long, default_value = "")]
     comment: String,
 }
@@ -175,6 +224,29 @@ async fn run(cli: Cli) -> commands::CmdResult {
                 },
             )
             .await
+        }
+        Command::Render {
+            environment,
+            revision,
+            images,
+            color,
+            active,
+        } => {
+            let cfg = load(&cli.config)?;
+            let images = commands::parse_images(&images)?;
+            print!(
+                "{}",
+                worker::k8s::render(&cfg, &environment, &revision, &images, &color, &active)?
+            );
+            Ok(0)
+        }
+        Command::Secrets(SecretsCommand::Sync {
+            environment,
+            name,
+            keys,
+        }) => {
+            let cfg = load(&cli.config)?;
+            worker::k8s::secrets_sync(&cfg, &environment, &name, &keys).await
         }
         Command::CheckConfig => {
             let cfg = load(&cli.config)?;

@@ -440,7 +440,7 @@ impl DeployWorkflow {
             platform: req.platform.clone(),
             color: target.clone(),
             services: req.services.clone(),
-            thresholds: req.thresholds.clone(),
+            thresholds: req.thresholds,
             perf: req.perf.clone(),
         };
         for name in ["smoke", "performance"] {
@@ -553,7 +553,7 @@ impl DeployWorkflow {
             platform: req.platform.clone(),
             color: target.clone(),
             services: names_in_order.clone(),
-            thresholds: req.thresholds.clone(),
+            thresholds: req.thresholds,
             baseline: None,
         };
         let baseline: MetricsSnapshot = match ctx
@@ -612,7 +612,7 @@ impl DeployWorkflow {
 
         // Post-switch validation window on live traffic.
         Self::set_phase(ctx, phase::VALIDATING);
-        let timings = req.timings.clone().unwrap_or_default();
+        let timings = req.timings.unwrap_or_default();
         let interval = Duration::from_millis(timings.check_interval_ms.max(100));
         let window_ms = timings.validation_window_secs * 1000;
         let hold_ms = timings.inconclusive_hold_secs * 1000;

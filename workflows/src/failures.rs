@@ -13,6 +13,8 @@ pub const UNSUPPORTED_PLATFORM: &str = "UnsupportedPlatform";
 pub const NO_PREVIOUS_COLOR: &str = "NoPreviousColor";
 /// Traffic is not where the workflow expected it.
 pub const VERIFY_FAILED: &str = "VerifyFailed";
+/// The worker lacks a permission the deployment needs (named in the message).
+pub const FORBIDDEN: &str = "Forbidden";
 /// The platform could not be reached (retryable).
 pub const PLATFORM_UNAVAILABLE: &str = "PlatformUnavailable";
 
@@ -24,11 +26,12 @@ pub const DEPLOYMENT_ABORTED: &str = "DeploymentAborted";
 pub const ROLLBACK_FAILED: &str = "RollbackFailed";
 
 /// Types that retrying cannot fix.
-pub const NON_RETRYABLE: [&str; 6] = [
+pub const NON_RETRYABLE: [&str; 7] = [
     INVALID_INPUT,
     CONFLICT,
     NOT_READY,
     UNSUPPORTED_PLATFORM,
     NO_PREVIOUS_COLOR,
     VERIFY_FAILED,
+    FORBIDDEN,
 ];
