@@ -331,3 +331,66 @@ fn a_failing_webhook_never_fails_a_deployment() {
         run.stdout
     );
 }
+
+#[test]
+fn operator_rollback_during_the_warm_period_and_after_the_deployment_closed() {
+    let opts = ConfigOpts {
+        keep_warm_secs: 4,
+        ..Default::default()
+    };
+    let env = Env::start("operator-rollback", "", &opts, &[]);
+    let load = Load::start(&env.platform.services, 30);
+    let run = env.cli(&[
+        "deploy",
+        "staging",
+        "--revision",
+        "v2",
+        "--as",
+        "ci",
+        "--wait",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(all_on(&env, "green"));
+    // During the warm period the running deployment takes the rollback itself.
+    let run = env.cli(&[
+        "rollback", "staging", "--reason", "drill", "--as", "ops", "--wait",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("rollback taken by the running deployment"),
+        "{run:?}"
+    );
+    assert!(all_on(&env, "blue"), "{:?}", env.platform.active_colors());
+    // Once no deployment runs, the Rollback workflow does it: the other colour (green, v2,
+    // stopped) back to full size and ready first, then the traffic.
+    let run = env.cli(&[
+        "rollback",
+        "staging",
+        "--reason",
+        "undo the drill",
+        "--as",
+        "ops",
+        "--wait",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("workflow_id: rollback-staging"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("rolled back to green"), "{run:?}");
+    assert!(all_on(&env, "green"), "{:?}", env.platform.active_colors());
+    let state = env.platform.state();
+    assert!(
+        state
+            .services
+            .values()
+            .all(|s| s.colors["green"].ready >= 1),
+        "green ready: {state:?}"
+    );
+    let stats = load.stop();
+    assert_eq!(
+        stats.failed, 0,
+        "no request failed through three moves: {stats:?}"
+    );
+}

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testkit::cluster::{Cluster, cluster};
+use testkit::faultproxy::{Fault, FaultProxy, Rule};
 use testkit::{Run, Temporal, Worker, blocking, run_cli, scratch_dir};
 
 const SERVICES: [&str; 4] = [
@@ -76,6 +77,7 @@ struct KubeEnv {
     worker: Worker,
     config: PathBuf,
     _preview: Preview,
+    proxy: Option<FaultProxy>,
 }
 
 fn config_text(ns: &str, preview: &str, keep_warm_secs: u64) -> String {
@@ -105,6 +107,16 @@ replicas = {{ risk-management = 2, order-execution = 2, strategy-engine = 2, api
 
 impl KubeEnv {
     fn start(name: &str, worker_env: &[(&str, &str)], keep_warm_secs: u64) -> Self {
+        Self::start_with(name, worker_env, keep_warm_secs, false)
+    }
+
+    /// `through_proxy`: the worker reaches the API server through the fault proxy.
+    fn start_with(
+        name: &str,
+        worker_env: &[(&str, &str)],
+        keep_warm_secs: u64,
+        through_proxy: bool,
+    ) -> Self {
         let c = cluster();
         let ns = c.namespace(name);
         let dir = scratch_dir(&format!("k8s-{name}"));
@@ -112,7 +124,13 @@ impl KubeEnv {
         let config = dir.join("cutover.toml");
         std::fs::write(&config, config_text(&ns, &preview.1, keep_warm_secs)).unwrap();
         let temporal = Temporal::start(&dir);
-        let kubeconfig = c.kubeconfig.display().to_string();
+        let proxy = through_proxy.then(|| FaultProxy::start(c));
+        let kubeconfig = match &proxy {
+            Some(p) => p.kubeconfig(&dir.join("proxy.kubeconfig")),
+            None => c.kubeconfig.clone(),
+        }
+        .display()
+        .to_string();
         let mut envs: Vec<(&str, &str)> = vec![("KUBECONFIG", &kubeconfig)];
         envs.extend_from_slice(worker_env);
         let worker = Worker::start(&temporal.address(), &envs);
@@ -124,6 +142,7 @@ impl KubeEnv {
             worker,
             config,
             _preview: preview,
+            proxy,
         };
         env.sync_secrets();
         env.bootstrap("v1");
@@ -477,6 +496,31 @@ fn blue_green_moves_every_active_service_from_blue_pods_to_green_pods_without_a_
         );
     }
     eprintln!("minimum ready endpoints per active Service during the run: {min_ready:?}");
+
+    // The Rollback workflow on Kubernetes: blue back to full size and ready first, then every
+    // active Service back to blue.
+    let run = env.cli(&[
+        "rollback",
+        "staging",
+        "--reason",
+        "operator drill",
+        "--as",
+        "ops",
+        "--wait",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        all_on(&env.active_colors(), "blue"),
+        "{:?}",
+        env.active_colors()
+    );
+    for s in SERVICES {
+        assert_eq!(
+            env.replicas(&format!("{s}-blue")),
+            2,
+            "{s} blue at full size"
+        );
+    }
 }
 
 #[test]
@@ -758,4 +802,87 @@ fn the_worker_rbac_file_grants_exactly_the_verbs_the_code_uses() {
             "k8s/worker/rbac.yaml differs from required_permissions()"
         );
     }
+}
+
+#[test]
+fn conflicts_api_errors_and_timeouts_are_retried() {
+    let env = KubeEnv::start_with("retries", &[], 1, true);
+    let proxy = env.proxy.as_ref().unwrap();
+    let ns = &env.ns;
+    // Two write conflicts on a Service at the switch, two 503s while the new colour is
+    // applied, and one switch request that hangs past the activity's 5 s timeout.
+    proxy.add(Rule {
+        method: "PATCH",
+        path_contains: format!("/namespaces/{ns}/services/strategy-engine-active"),
+        fault: Fault::Status(409, "Conflict"),
+        times: 2,
+    });
+    proxy.add(Rule {
+        method: "PATCH",
+        path_contains: format!("/namespaces/{ns}/deployments/order-execution-green"),
+        fault: Fault::Status(503, "ServiceUnavailable"),
+        times: 2,
+    });
+    proxy.add(Rule {
+        method: "PATCH",
+        path_contains: format!("/namespaces/{ns}/services/api-gateway-active"),
+        fault: Fault::Delay(Duration::from_secs(8)),
+        times: 1,
+    });
+    let run = env.cli(&[
+        "deploy",
+        "staging",
+        "--as",
+        "ci",
+        "--revision",
+        "v2",
+        "--wait",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        proxy.pending().is_empty(),
+        "faults not injected: {:?}",
+        proxy.pending()
+    );
+    assert!(
+        all_on(&env.active_colors(), "green"),
+        "{:?}",
+        env.active_colors()
+    );
+    let log = proxy.log.lock().unwrap().clone();
+    let injected: Vec<_> = log.iter().filter(|e| e.3).collect();
+    assert_eq!(
+        injected.iter().filter(|e| e.2 == 409).count(),
+        2,
+        "{injected:?}"
+    );
+    assert_eq!(
+        injected.iter().filter(|e| e.2 == 503).count(),
+        2,
+        "{injected:?}"
+    );
+    // After each fault the same write was made again and succeeded.
+    for (what, code) in [
+        ("strategy-engine-active", 409),
+        ("order-execution-green", 503),
+    ] {
+        let last_fault = log
+            .iter()
+            .rposition(|e| e.1.contains(what) && e.2 == code)
+            .unwrap();
+        assert!(
+            log[last_fault..]
+                .iter()
+                .any(|e| e.0 == "PATCH" && e.1.contains(what) && e.2 == 200),
+            "{what} was not retried after {code}: {log:?}"
+        );
+    }
+    let s = env.status().unwrap();
+    eprintln!(
+        "retried deployment: outcome {}, switch {} ms, {} requests through the proxy, {} faults injected",
+        s["outcome"],
+        s["switch_ms"],
+        log.len(),
+        injected.len()
+    );
 }

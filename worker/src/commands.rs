@@ -71,6 +71,19 @@ pub fn parse_images(pairs: &[String]) -> Result<BTreeMap<String, String>, CmdErr
     Ok(images)
 }
 
+/// The status of the environment's deployment once it has closed.
+async fn wait_closed_status(client: &Client, environment: &str) -> Result<DeployStatus, CmdError> {
+    let handle =
+        client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
+    while running_status(client, environment).await.is_some() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    handle
+        .query(DeployWorkflow::status, (), WorkflowQueryOptions::default())
+        .await
+        .map_err(|e| CmdError::failed(format!("cannot read the deployment's status: {e}")))
+}
+
 async fn running_status(client: &Client, environment: &str) -> Option<DeployStatus> {
     let handle =
         client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
@@ -409,26 +422,61 @@ pub async fn rollback(settings: &Settings, cfg: &Config, a: RollbackArgs) -> Cmd
         .map_err(CmdError::usage)?;
     let client = settings.connect(&format!("cutover-cli:{}", a.by)).await?;
     if running_status(&client, &a.environment).await.is_some() {
-        // A running deployment owns the environment: it rolls back through its own Rollback.
-        let req = AbortRequest {
-            by: a.by.clone(),
-            reason: a.reason.clone(),
-        };
-        let handle =
-            client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(&a.environment));
+        // A running deployment owns the environment: it rolls back through its own Rollback
+        // (also during its warm period). One that is already finishing closes without taking
+        // the signal; then the Rollback workflow below does it.
+        let id = names::deploy_workflow_id(&a.environment);
+        let handle = client.get_workflow_handle::<DeployWorkflow>(id.clone());
         handle
             .signal(
                 DeployWorkflow::rollback,
-                req,
+                AbortRequest {
+                    by: a.by.clone(),
+                    reason: a.reason.clone(),
+                },
                 WorkflowSignalOptions::default(),
             )
             .await
             .map_err(|e| CmdError::failed(format!("cannot signal the running deployment: {e}")))?;
-        println!(
-            "rollback requested from the running deployment {}",
-            names::deploy_workflow_id(&a.environment)
-        );
-        return Ok(exit::SUCCEEDED);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let running = running_status(&client, &a.environment).await.is_some();
+            let st = handle
+                .query(DeployWorkflow::status, (), WorkflowQueryOptions::default())
+                .await
+                .ok();
+            let took = st.as_ref().is_some_and(|s| {
+                s.phase == workflows::deploy::phase::ROLLING_BACK
+                    || s.outcome == outcome::ROLLED_BACK
+            });
+            if took {
+                println!("rollback taken by the running deployment {id}");
+                if !a.wait {
+                    return Ok(exit::SUCCEEDED);
+                }
+                let end = wait_closed_status(&client, &a.environment).await?;
+                println!(
+                    "deployment {}: {} {}",
+                    end.deployment_id, end.outcome, end.reason
+                );
+                return Ok(if end.outcome == outcome::ROLLED_BACK {
+                    exit::SUCCEEDED
+                } else {
+                    exit::FAILED
+                });
+            }
+            if !running {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(CmdError::failed(format!(
+                    "the running deployment {id} has not taken the rollback within 30 s; see `cutover status {}`",
+                    a.environment
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!("{id} closed before taking the rollback: starting the Rollback workflow");
     }
     let req = RollbackRequest {
         environment: a.environment.clone(),
