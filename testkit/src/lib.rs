@@ -305,16 +305,25 @@ impl Drop for Platform {
 pub struct Worker {
     child: Option<Child>,
     envs: Vec<(String, String)>,
+    /// The worker's stderr (appended across restarts), for failure messages.
+    pub log: PathBuf,
 }
 
 impl Worker {
     pub fn start(temporal: &str, envs: &[(&str, &str)]) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let log = std::env::temp_dir().join(format!(
+            "cutover-test-worker-{}-{}.log",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         let mut w = Self {
             child: None,
             envs: envs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            log,
         };
         w.envs.push(("TEMPORAL_ADDRESS".into(), temporal.into()));
         w.spawn();
@@ -323,9 +332,12 @@ impl Worker {
 
     pub fn spawn(&mut self) {
         let mut cmd = Command::new(bin("cutover"));
-        cmd.arg("worker")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("worker log file opens");
+        cmd.arg("worker").stdout(Stdio::null()).stderr(log);
         cmd.env_remove("CUTOVER_SLACK_WEBHOOK_URL");
         for (k, v) in &self.envs {
             cmd.env(k, v);
@@ -335,6 +347,13 @@ impl Worker {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or_default()
+    }
+
+    /// The last lines the worker wrote to stderr.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// Drops an environment variable for the next (re)start.

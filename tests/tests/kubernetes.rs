@@ -275,8 +275,10 @@ impl KubeEnv {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "timed out waiting for {what}; last status: {:?}",
-                self.status()
+                "timed out waiting for {what}; last status: {:?}\n{:?}\nworker log:\n{}",
+                self.status(),
+                self.cli(&["status", "staging"]),
+                self.worker.log_tail(30)
             );
             std::thread::sleep(Duration::from_millis(200));
         }
