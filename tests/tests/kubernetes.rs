@@ -542,6 +542,7 @@ fn a_green_that_never_becomes_ready_leaves_all_four_on_blue_naming_the_service()
     assert_ne!(run.code, 0, "{run:?}");
     let s = env.status().unwrap();
     let reason = s["reason"].as_str().unwrap_or_default();
+    eprintln!("never-ready outcome: {} — {reason}", s["outcome"]);
     assert!(
         reason.contains("strategy-engine"),
         "reason names the service: {reason}"
