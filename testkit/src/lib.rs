@@ -7,9 +7,11 @@
 //! - [`Env`]: all of them plus a config file, and a helper to run the `cutover` CLI.
 //! - [`cluster`]: a real Kubernetes control plane (etcd, kube-apiserver, controller manager,
 //!   scheduler, kwok), one per test process, a namespace per test.
+//! - [`db`]: a throwaway PostgreSQL 15 server and an S3-compatible server (s3s-fs).
 //! - [`faultproxy`]: a fake, named as such — injects API-server faults (409, 5xx, hangs).
 
 pub mod cluster;
+pub mod db;
 pub mod faultproxy;
 
 use localplatform::api::{JournalEntry, PlatformState};

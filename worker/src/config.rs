@@ -139,6 +139,53 @@ pub struct Environment {
     /// Per-service replica overrides for this environment.
     #[serde(default)]
     pub replicas: BTreeMap<String, u32>,
+    /// The environment's JTS database and its migrations.
+    pub database: Option<DatabaseCfg>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseCfg {
+    /// Environment variable (of the worker, and of the CLI for `migrate plan`) holding the
+    /// database URL. The URL itself never appears in configuration, payloads or logs.
+    pub url_env: String,
+    /// Folder of the migration files, relative to the configuration file.
+    #[serde(default = "default_migrations")]
+    pub migrations: String,
+    /// S3 bucket of the backups taken before every migration run (credentials, region and
+    /// endpoint come from the worker's AWS_* environment).
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    /// Path-style addressing (most S3-compatible servers).
+    #[serde(default)]
+    pub path_style: bool,
+    #[serde(default = "default_part_size_mb")]
+    pub part_size_mb: u64,
+    /// What a failed run does: "down" (run the down files of what it applied) or "restore"
+    /// (restore the whole database from the backup it took).
+    #[serde(default = "default_on_failure")]
+    pub on_failure: String,
+    #[serde(default = "default_lock_timeout_ms")]
+    pub lock_timeout_ms: u64,
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+fn default_migrations() -> String {
+    "db/migrations".into()
+}
+fn default_part_size_mb() -> u64 {
+    8
+}
+fn default_on_failure() -> String {
+    "down".into()
+}
+fn default_lock_timeout_ms() -> u64 {
+    2000
+}
+fn default_statement_timeout_ms() -> u64 {
+    60_000
 }
 
 #[derive(Debug, Deserialize)]
@@ -400,6 +447,37 @@ impl Config {
                     ));
                 }
             }
+            if let Some(d) = &e.database {
+                let ok_var = !d.url_env.is_empty()
+                    && d
+                        .url_env
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if !ok_var {
+                    return Err(self.invalid(
+                        key("database.url_env"),
+                        format!(
+                            "{:?}: name an environment variable (A-Z, 0-9, _) that holds the database URL, not the URL",
+                            d.url_env
+                        ),
+                    ));
+                }
+                if d.bucket.is_empty() {
+                    return Err(self.invalid(key("database.bucket"), "a backup bucket is required"));
+                }
+                if !["down", "restore"].contains(&d.on_failure.as_str()) {
+                    return Err(self.invalid(
+                        key("database.on_failure"),
+                        format!("{:?}: expected \"down\" or \"restore\"", d.on_failure),
+                    ));
+                }
+                if d.part_size_mb < 5 {
+                    return Err(self.invalid(
+                        key("database.part_size_mb"),
+                        "S3 parts are at least 5 MiB",
+                    ));
+                }
+            }
             let t = &e.thresholds;
             if !(0.0..=1.0).contains(&t.max_error_ratio) {
                 return Err(self.invalid(
@@ -512,6 +590,53 @@ impl Config {
             },
             ingress_host: host,
         }
+    }
+
+    /// The Migrate workflow's input for an environment: every migration file of the release.
+    pub fn migrate_request(
+        &self,
+        env_name: &str,
+        phase: &str,
+        deployment_id: &str,
+        requested_by: &str,
+    ) -> Result<proto::MigrateRequest, String> {
+        let env = self.environment(env_name)?;
+        let d = env.database.as_ref().ok_or_else(|| {
+            format!("{}: environments.{env_name}.database is not configured", self.file)
+        })?;
+        let base = Path::new(&self.file).parent().unwrap_or(Path::new("."));
+        let dir = base.join(&d.migrations);
+        let files = migrate::load_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(proto::MigrateRequest {
+            environment: env_name.to_owned(),
+            deployment_id: deployment_id.to_owned(),
+            requested_by: requested_by.to_owned(),
+            database_url_env: d.url_env.clone(),
+            migrations: files
+                .into_iter()
+                .map(|m| proto::MigrationFile {
+                    version: m.version,
+                    name: m.name,
+                    file: m.file,
+                    up_sql: m.up_sql,
+                    down_sql: m.down_sql,
+                    checksum: m.checksum,
+                    contract: m.contract,
+                    no_transaction: m.no_transaction,
+                })
+                .collect(),
+            phase: phase.to_owned(),
+            backup: Some(proto::BackupTarget {
+                bucket: d.bucket.clone(),
+                prefix: d.prefix.clone(),
+                path_style: d.path_style,
+                part_size_bytes: d.part_size_mb * 1024 * 1024,
+            }),
+            on_failure: d.on_failure.clone(),
+            lock_timeout_ms: d.lock_timeout_ms,
+            statement_timeout_ms: d.statement_timeout_ms,
+            target_version: 0,
+        })
     }
 
     /// The folder of an environment's Kubernetes templates (relative to the configuration file).

@@ -6,9 +6,11 @@
 //! - [`temporal`]: connection settings from `TEMPORAL_*` and the worker.
 //! - [`commands`]: deploy, approve, reject, abort, status, rollback.
 //! - [`k8s`]: render (a release's Kubernetes manifests) and secrets sync.
+//! - [`migrate_cmd`]: migrate check, plan, status, run, rollback.
 
 pub mod commands;
 pub mod config;
 pub mod image;
 pub mod k8s;
+pub mod migrate_cmd;
 pub mod temporal;

@@ -122,6 +122,68 @@ enum Command {
     /// Kubernetes Secrets from environment variables (as GitHub Actions exposes secrets).
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Database migrations: the safety check, the plan, and durable runs with backup.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+#[derive(Subcommand)]
+enum MigrateCommand {
+    /// Classify every statement of a migrations folder (PostgreSQL's own parser): expand,
+    /// contract or unsafe. Exit 0 only when every file is safe for its phase.
+    Check {
+        /// Folder of <version>_<name>.up.sql / .down.sql files.
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        format: String,
+    },
+    /// Current version and what the expand and contract phases would apply (connects to the
+    /// database through the environment's url_env variable), plus the safety check.
+    Plan {
+        /// Environment from the configuration file.
+        environment: String,
+    },
+    /// The environment's latest migration run: step, versions, backup, events.
+    Status {
+        /// Environment from the configuration file.
+        environment: String,
+        /// Print the full status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the environment's pending migrations: check, verified backup to S3, apply, verify;
+    /// on failure revert (down files) or restore, as configured.
+    Run {
+        /// Environment from the configuration file.
+        environment: String,
+        /// expand (files not marked contract), contract, or all.
+        #[arg(long, default_value = "expand")]
+        phase: String,
+        /// Deployment id recorded with each applied file (default: generated).
+        #[arg(long)]
+        deployment_id: Option<String>,
+        /// Who runs it.
+        #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
+        by: String,
+        /// Wait for the outcome; exit 0 on success, 1 on failure.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Revert applied migrations newer than a version with their down files, newest first.
+    Rollback {
+        /// Environment from the configuration file.
+        environment: String,
+        /// Keep this version and everything before it (0 reverts everything).
+        #[arg(long = "to")]
+        to: i64,
+        /// Who runs it.
+        #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
+        by: String,
+        /// Wait for the outcome.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +310,63 @@ async fn run(cli: Cli) -> commands::CmdResult {
             let cfg = load(&cli.config)?;
             worker::k8s::secrets_sync(&cfg, &environment, &name, &keys).await
         }
+        Command::Migrate(m) => match m {
+            MigrateCommand::Check { dir, format } => {
+                worker::migrate_cmd::check(&dir, format == "json")
+            }
+            MigrateCommand::Plan { environment } => {
+                let cfg = load(&cli.config)?;
+                worker::migrate_cmd::plan(&cfg, &environment).await
+            }
+            MigrateCommand::Status { environment, json } => {
+                worker::migrate_cmd::status(&settings, &environment, json).await
+            }
+            MigrateCommand::Run {
+                environment,
+                phase,
+                deployment_id,
+                by,
+                wait,
+            } => {
+                let cfg = load(&cli.config)?;
+                worker::migrate_cmd::run(
+                    &settings,
+                    &cfg,
+                    worker::migrate_cmd::RunArgs {
+                        environment,
+                        phase,
+                        deployment_id,
+                        by,
+                        wait,
+                        task_queue: cli.task_queue,
+                        target_version: None,
+                    },
+                )
+                .await
+            }
+            MigrateCommand::Rollback {
+                environment,
+                to,
+                by,
+                wait,
+            } => {
+                let cfg = load(&cli.config)?;
+                worker::migrate_cmd::run(
+                    &settings,
+                    &cfg,
+                    worker::migrate_cmd::RunArgs {
+                        environment,
+                        phase: "rollback".into(),
+                        deployment_id: None,
+                        by,
+                        wait,
+                        task_queue: cli.task_queue,
+                        target_version: Some(to),
+                    },
+                )
+                .await
+            }
+        },
         Command::CheckConfig => {
             let cfg = load(&cli.config)?;
             println!("{}: valid", cli.config.display());

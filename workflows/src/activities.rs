@@ -4,8 +4,10 @@
 
 use crate::names;
 use proto::{
-    CheckReport, CheckRequest, ColorRequest, DeployRequest, MetricsSnapshot, Notification,
-    PreflightResult, RollbackRequest, SwitchRequest, SwitchResult, WindowCheckRequest,
+    ApplyRequest, ApplyResult, BackupResult, CheckReport, CheckRequest, CheckSummary,
+    ColorRequest, DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification,
+    PreflightResult, RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult,
+    VerifyReport, WindowCheckRequest,
 };
 use temporalio_macros::activity_definitions;
 use temporalio_sdk::activities::ActivityError;
@@ -74,6 +76,49 @@ impl CutoverActivities {
     /// Reads the live colour for a rollback that was not told where to go.
     #[activity(name = names::READ_ACTIVE)]
     pub fn read_active(_: RollbackRequest) -> Result<PreflightResult, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Connects to the database; current version, what this phase applies, checksums of
+    /// applied files unchanged, sessions that would block the locks.
+    #[activity(name = names::MIGRATE_PLAN)]
+    pub fn migrate_plan(_: MigrateRequest) -> Result<MigratePlan, ActivityError> {
+        unimplemented!()
+    }
+
+    /// The safety check (libpg_query) over the release's migration files.
+    #[activity(name = names::MIGRATE_CHECK)]
+    pub fn migrate_check(_: MigrateRequest) -> Result<CheckSummary, ActivityError> {
+        unimplemented!()
+    }
+
+    /// pg_dump uploaded to S3 in parts (heartbeats carry progress so a retry resumes),
+    /// verified by reading back size and checksum.
+    #[activity(name = names::BACKUP_DATABASE)]
+    pub fn backup_database(_: MigrateRequest) -> Result<BackupResult, ActivityError> {
+        unimplemented!()
+    }
+
+    /// One migration in its own transaction, recorded in the same transaction: exactly once.
+    #[activity(name = names::APPLY_MIGRATION)]
+    pub fn apply_migration(_: ApplyRequest) -> Result<ApplyResult, ActivityError> {
+        unimplemented!()
+    }
+
+    /// One migration's down file, and its record removed, in one transaction.
+    #[activity(name = names::REVERT_MIGRATION)]
+    pub fn revert_migration(_: ApplyRequest) -> Result<bool, ActivityError> {
+        unimplemented!()
+    }
+
+    #[activity(name = names::VERIFY_MIGRATIONS)]
+    pub fn verify_migrations(_: MigrateRequest) -> Result<VerifyReport, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Restores the database from a verified backup, in one transaction.
+    #[activity(name = names::RESTORE_DATABASE)]
+    pub fn restore_database(_: RestoreRequest) -> Result<(), ActivityError> {
         unimplemented!()
     }
 

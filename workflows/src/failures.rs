@@ -15,6 +15,8 @@ pub const NO_PREVIOUS_COLOR: &str = "NoPreviousColor";
 pub const VERIFY_FAILED: &str = "VerifyFailed";
 /// The worker lacks a permission the deployment needs (named in the message).
 pub const FORBIDDEN: &str = "Forbidden";
+/// A migration statement failed (the transaction rolled back); retrying the same SQL cannot help.
+pub const MIGRATION_FAILED: &str = "MigrationFailed";
 /// The platform could not be reached (retryable).
 pub const PLATFORM_UNAVAILABLE: &str = "PlatformUnavailable";
 
@@ -24,9 +26,10 @@ pub const DEPLOYMENT_ROLLED_BACK: &str = "DeploymentRolledBack";
 pub const DEPLOYMENT_REJECTED: &str = "DeploymentRejected";
 pub const DEPLOYMENT_ABORTED: &str = "DeploymentAborted";
 pub const ROLLBACK_FAILED: &str = "RollbackFailed";
+pub const MIGRATION_RUN_FAILED: &str = "MigrationRunFailed";
 
 /// Types that retrying cannot fix.
-pub const NON_RETRYABLE: [&str; 7] = [
+pub const NON_RETRYABLE: [&str; 8] = [
     INVALID_INPUT,
     CONFLICT,
     NOT_READY,
@@ -34,4 +37,5 @@ pub const NON_RETRYABLE: [&str; 7] = [
     NO_PREVIOUS_COLOR,
     VERIFY_FAILED,
     FORBIDDEN,
+    MIGRATION_FAILED,
 ];

@@ -4,16 +4,19 @@
 //!   so a Rust rename never breaks a running history or a CI script.
 //! - [`activities`] declares the activities the workflows call (implemented in the `activities`
 //!   crate), and [`options`] their timeouts and retry policies.
-//! - [`deploy`] is the blue-green Deploy workflow; [`rollback`] the Rollback workflow it uses.
+//! - [`deploy`] is the blue-green Deploy workflow; [`rollback`] the Rollback workflow it uses;
+//!   [`migrate`] runs database migrations (expand before the switch, contract after).
 //! - [`failures`] names the failure types workflows and activities raise.
 
 pub mod activities;
 pub mod deploy;
 pub mod failures;
+pub mod migrate;
 pub mod names;
 pub mod options;
 pub mod rollback;
 pub mod time;
 
 pub use deploy::DeployWorkflow;
+pub use migrate::MigrateWorkflow;
 pub use rollback::RollbackWorkflow;

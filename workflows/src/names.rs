@@ -5,6 +5,7 @@ pub const TASK_QUEUE: &str = "cutover";
 
 pub const DEPLOY_WORKFLOW: &str = "Deploy";
 pub const ROLLBACK_WORKFLOW: &str = "Rollback";
+pub const MIGRATE_WORKFLOW: &str = "Migrate";
 
 pub const APPROVE_UPDATE: &str = "approve";
 pub const REJECT_UPDATE: &str = "reject";
@@ -24,6 +25,13 @@ pub const CHECK_WINDOW: &str = "check_window";
 pub const VERIFY_ACTIVE: &str = "verify_active";
 pub const NOTIFY: &str = "notify";
 pub const READ_ACTIVE: &str = "read_active";
+pub const MIGRATE_PLAN: &str = "migrate_plan";
+pub const MIGRATE_CHECK: &str = "migrate_check";
+pub const BACKUP_DATABASE: &str = "backup_database";
+pub const APPLY_MIGRATION: &str = "apply_migration";
+pub const REVERT_MIGRATION: &str = "revert_migration";
+pub const VERIFY_MIGRATIONS: &str = "verify_migrations";
+pub const RESTORE_DATABASE: &str = "restore_database";
 
 /// Workflow id of an environment's deployment: one at a time per environment, enforced by the
 /// server with id-conflict policy Fail.
@@ -34,4 +42,9 @@ pub fn deploy_workflow_id(environment: &str) -> String {
 /// Workflow id of an environment's rollback.
 pub fn rollback_workflow_id(environment: &str) -> String {
     format!("rollback-{environment}")
+}
+
+/// Workflow id of an environment's migration run (one at a time per environment).
+pub fn migrate_workflow_id(environment: &str) -> String {
+    format!("migrate-{environment}")
 }

@@ -59,3 +59,27 @@ pub fn notify() -> ActivityOptions {
         .retry_policy(retry(2))
         .build()
 }
+
+/// Database calls that return quickly (plan, verify, the check).
+pub fn database_call() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+        .retry_policy(retry(5))
+        .build()
+}
+
+/// A migration or its revert: bounded by the statement timeout, heartbeating while it waits for
+/// the migration lock; a lost worker is noticed within the heartbeat timeout.
+pub fn migration(statement_timeout: Duration) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(statement_timeout + Duration::from_secs(180))
+        .heartbeat_timeout(Duration::from_secs(5))
+        .retry_policy(retry(5))
+        .build()
+}
+
+/// The backup: dump and upload can take long; every part heartbeats its progress.
+pub fn backup() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(6 * 3600))
+        .heartbeat_timeout(Duration::from_secs(5))
+        .retry_policy(retry(5))
+        .build()
+}

@@ -1,0 +1,2 @@
+ALTER TABLE orders DROP COLUMN venue;
+DROP TABLE risk_limits;

@@ -1,0 +1,324 @@
+//! The Migrate workflow: database migrations as a durable phase of a release.
+//!
+//! preflight (connect, current version, pending set, checksums of applied files, no session
+//! that would block the locks) → safety check (unsafe fails the run) → verified backup
+//! (pg_dump to S3) → each migration in its own transaction, exactly once → verify. On any
+//! failure nothing is left half-applied: the files applied by this run are reverted with their
+//! down files (newest first), or the database is restored from the backup, as configured.
+//!
+//! `phase` selects the files: `expand` (not marked contract), `contract`, or `all`. With
+//! `phase = "rollback"` the run reverts every applied file newer than `target_version`.
+
+use crate::activities::CutoverActivities as Act;
+use crate::failures;
+use crate::names;
+use crate::options;
+use crate::time::rfc3339;
+use proto::{ApplyRequest, MigrateRequest, MigrateStatus, Notification, RestoreRequest};
+use std::time::{Duration, UNIX_EPOCH};
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{ApplicationFailure, WorkflowContext, WorkflowContextView, WorkflowResult};
+
+#[workflow]
+#[derive(Default)]
+pub struct MigrateWorkflow {
+    status: MigrateStatus,
+}
+
+fn failed(reason: String) -> temporalio_sdk::WorkflowTermination {
+    ApplicationFailure::builder(reason)
+        .type_name(failures::MIGRATION_RUN_FAILED.to_owned())
+        .non_retryable(true)
+        .build()
+        .into()
+}
+
+/// The innermost message of an activity failure.
+fn why(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        msg = c.to_string();
+        cur = c.source();
+    }
+    msg
+}
+
+impl MigrateWorkflow {
+    fn event(ctx: &WorkflowContext<Self>, text: String) {
+        let at = rfc3339(ctx.workflow_time().unwrap_or(UNIX_EPOCH));
+        ctx.set_current_details(text.clone());
+        ctx.state_mut(|s| s.status.events.push(format!("{at} {text}")));
+    }
+
+    fn step(ctx: &WorkflowContext<Self>, step: &str) {
+        ctx.state_mut(|s| s.status.step = step.to_owned());
+    }
+
+    async fn notify(ctx: &WorkflowContext<Self>, req: &MigrateRequest, event: &str, text: String) {
+        let n = Notification {
+            event: event.to_owned(),
+            environment: req.environment.clone(),
+            deployment_id: req.deployment_id.clone(),
+            text,
+        };
+        let _ = ctx.execute_activity(Act::notify, n, options::notify()).await;
+    }
+
+    fn statement_timeout(req: &MigrateRequest) -> Duration {
+        Duration::from_millis(req.statement_timeout_ms.max(1000))
+    }
+
+    /// Undoes what this run applied: down files newest first, or a restore from the backup.
+    async fn recover(
+        ctx: &WorkflowContext<Self>,
+        req: &MigrateRequest,
+        reason: String,
+    ) -> WorkflowResult<MigrateStatus> {
+        let applied: Vec<i64> = ctx.state(|s| s.status.applied.clone());
+        let backup_key = ctx.state(|s| s.status.backup.as_ref().map(|b| b.key.clone()));
+        Self::event(ctx, format!("failed: {reason}"));
+        let outcome = if req.on_failure == "restore" && backup_key.is_some() {
+            Self::step(ctx, "restoring");
+            let key = backup_key.unwrap_or_default();
+            Self::event(ctx, format!("restoring the database from {key}"));
+            ctx.execute_activity(
+                Act::restore_database,
+                RestoreRequest {
+                    migrate: Some(req.clone()),
+                    key,
+                },
+                options::migration(Self::statement_timeout(req)),
+            )
+            .await
+            .map_err(|e| failed(format!("{reason}; and the restore failed: {}", why(&e))))?;
+            "restored"
+        } else {
+            Self::step(ctx, "reverting");
+            for v in applied.iter().rev() {
+                let r = ctx
+                    .execute_activity(
+                        Act::revert_migration,
+                        ApplyRequest {
+                            migrate: Some(req.clone()),
+                            version: *v,
+                        },
+                        options::migration(Self::statement_timeout(req)),
+                    )
+                    .await
+                    .map_err(|e| {
+                        failed(format!("{reason}; and reverting {v} failed: {}", why(&e)))
+                    })?;
+                if r {
+                    ctx.state_mut(|s| s.status.reverted.push(*v));
+                    Self::event(ctx, format!("reverted {v}"));
+                }
+            }
+            "reverted"
+        };
+        ctx.state_mut(|s| {
+            s.status.step = "done".into();
+            s.status.outcome = outcome.into();
+            s.status.reason = reason.clone();
+        });
+        Self::notify(
+            ctx,
+            req,
+            "failed",
+            format!(
+                "migration of {} failed and was {outcome}: {reason}",
+                req.environment
+            ),
+        )
+        .await;
+        Err(failed(format!(
+            "migration failed and was {outcome}: {reason}"
+        )))
+    }
+}
+
+#[workflow_methods]
+impl MigrateWorkflow {
+    #[run(name = names::MIGRATE_WORKFLOW)]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        req: MigrateRequest,
+    ) -> WorkflowResult<MigrateStatus> {
+        ctx.state_mut(|s| {
+            s.status.environment = req.environment.clone();
+            s.status.deployment_id = req.deployment_id.clone();
+            s.status.phase = req.phase.clone();
+        });
+
+        Self::step(ctx, "preflight");
+        let plan = ctx
+            .execute_activity(Act::migrate_plan, req.clone(), options::database_call())
+            .await
+            .map_err(|e| failed(format!("preflight: {}", why(&e))))?;
+        ctx.state_mut(|s| {
+            s.status.current_version = plan.current_version;
+            s.status.pending = plan.pending.clone();
+        });
+        if !plan.blockers.is_empty() {
+            return Err(failed(format!(
+                "sessions would block the migration locks: {}",
+                plan.blockers.join("; ")
+            )));
+        }
+
+        if req.phase == "rollback" {
+            // Revert every applied file newer than the target, newest first.
+            Self::step(ctx, "reverting");
+            let to_revert: Vec<i64> = plan
+                .applied
+                .iter()
+                .copied()
+                .filter(|v| *v > req.target_version)
+                .rev()
+                .collect();
+            for v in &to_revert {
+                ctx.execute_activity(
+                    Act::revert_migration,
+                    ApplyRequest {
+                        migrate: Some(req.clone()),
+                        version: *v,
+                    },
+                    options::migration(Self::statement_timeout(&req)),
+                )
+                .await
+                .map_err(|e| failed(format!("reverting {v}: {}", why(&e))))?;
+                ctx.state_mut(|s| s.status.reverted.push(*v));
+                Self::event(ctx, format!("reverted {v}"));
+            }
+            ctx.state_mut(|s| {
+                s.status.step = "done".into();
+                s.status.outcome = "reverted".into();
+                s.status.current_version = plan
+                    .applied
+                    .iter()
+                    .copied()
+                    .filter(|v| *v <= req.target_version)
+                    .max()
+                    .unwrap_or(0);
+            });
+            return Ok(ctx.state(|s| s.status.clone()));
+        }
+
+        if plan.pending.is_empty() {
+            Self::event(ctx, format!("nothing to apply in the {} phase", req.phase));
+            ctx.state_mut(|s| {
+                s.status.step = "done".into();
+                s.status.outcome = "nothing_to_do".into();
+            });
+            return Ok(ctx.state(|s| s.status.clone()));
+        }
+
+        Self::step(ctx, "check");
+        let check = ctx
+            .execute_activity(Act::migrate_check, req.clone(), options::database_call())
+            .await
+            .map_err(|e| failed(format!("safety check: {}", why(&e))))?;
+        ctx.state_mut(|s| s.status.check = check.text.clone());
+        if !check.ok {
+            ctx.state_mut(|s| {
+                s.status.step = "done".into();
+                s.status.outcome = "failed".into();
+                s.status.reason = format!("{} blocking findings", check.blocking);
+            });
+            return Err(failed(format!(
+                "the safety check refused the migrations ({} blocking findings):\n{}",
+                check.blocking, check.text
+            )));
+        }
+
+        Self::step(ctx, "backup");
+        let backup = ctx
+            .execute_activity(Act::backup_database, req.clone(), options::backup())
+            .await
+            .map_err(|e| failed(format!("backup: {}", why(&e))))?;
+        Self::event(
+            ctx,
+            format!(
+                "backup {} ({} bytes, sha256 {}, {} parts{})",
+                backup.key,
+                backup.size,
+                &backup.sha256[..12.min(backup.sha256.len())],
+                backup.parts,
+                if backup.resumed { ", resumed" } else { "" }
+            ),
+        );
+        ctx.state_mut(|s| s.status.backup = Some(backup.clone()));
+
+        Self::step(ctx, "apply");
+        for v in &plan.pending {
+            let r = ctx
+                .execute_activity(
+                    Act::apply_migration,
+                    ApplyRequest {
+                        migrate: Some(req.clone()),
+                        version: *v,
+                    },
+                    options::migration(Self::statement_timeout(&req)),
+                )
+                .await;
+            match r {
+                Ok(r) => {
+                    ctx.state_mut(|s| {
+                        s.status.applied.push(*v);
+                        s.status.current_version = *v;
+                    });
+                    Self::event(
+                        ctx,
+                        if r.already_applied {
+                            format!("{v} was already applied by an earlier attempt")
+                        } else {
+                            format!("applied {v} in {} ms", r.duration_ms)
+                        },
+                    );
+                }
+                Err(e) => {
+                    return Self::recover(ctx, &req, format!("{v}: {}", why(&e))).await;
+                }
+            }
+        }
+
+        Self::step(ctx, "verify");
+        let verified = ctx
+            .execute_activity(Act::verify_migrations, req.clone(), options::database_call())
+            .await;
+        match verified {
+            Ok(v) if v.problems.is_empty() => {
+                for n in v.notes {
+                    Self::event(ctx, n);
+                }
+                ctx.state_mut(|s| s.status.current_version = v.current_version);
+            }
+            Ok(v) => {
+                return Self::recover(ctx, &req, format!("verify: {}", v.problems.join("; ")))
+                    .await;
+            }
+            Err(e) => return Self::recover(ctx, &req, format!("verify: {}", why(&e))).await,
+        }
+        ctx.state_mut(|s| {
+            s.status.step = "done".into();
+            s.status.outcome = "succeeded".into();
+        });
+        let applied = ctx.state(|s| s.status.applied.clone());
+        Self::notify(
+            ctx,
+            &req,
+            "migrated",
+            format!(
+                "{} phase of {} applied {:?} on {}",
+                req.phase, req.deployment_id, applied, req.environment
+            ),
+        )
+        .await;
+        Ok(ctx.state(|s| s.status.clone()))
+    }
+
+    #[query(name = names::STATUS_QUERY)]
+    pub fn status(&self, _ctx: &WorkflowContextView) -> MigrateStatus {
+        self.status.clone()
+    }
+}
