@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, the replay suite, and the integration tests that start the real
-# Temporal dev server, the local platform, a Kubernetes control plane and the cutover worker.
+# Temporal dev server, the local platform, a Kubernetes control plane, PostgreSQL, an
+# S3-compatible server and the cutover worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CUTOVER_TEMPORAL="${CUTOVER_TEMPORAL:-$(scripts/install-tools.sh | tail -n 1)}"
 # The Kubernetes control plane for the kubernetes tests (built once from Go modules, cached).
 export CUTOVER_K8S_BIN="${CUTOVER_K8S_BIN:-$(scripts/k8s-build.sh | tail -n 1)}"
+# The S3-compatible server for the migration tests (built once with cargo install, cached).
+export CUTOVER_S3S_FS="${CUTOVER_S3S_FS:-$(scripts/s3-build.sh | tail -n 1)}"
 cargo build --bins
 # Integration tests each start their own servers; three at a time fit two cores.
 cargo test --workspace -- --test-threads=3

@@ -17,13 +17,12 @@ pub mod platform;
 use error::Failure;
 use platform::Platform;
 use proto::{
-    ApplyRequest, ApplyResult, BackupResult, CheckReport, CheckRequest, CheckSummary,
-    ColorRequest, DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification,
-    PreflightResult, RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult,
-    VerifyReport, WindowCheckRequest,
+    ApplyRequest, ApplyResult, BackupResult, CheckReport, CheckRequest, CheckSummary, ColorRequest,
+    DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification, PreflightResult,
+    RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult, VerifyReport, WindowCheckRequest,
 };
-use std::sync::Arc;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -356,7 +355,12 @@ impl CutoverActivities {
         ctx: ActivityContext,
         req: RestoreRequest,
     ) -> Result<(), ActivityError> {
-        act(with_heartbeats(&ctx, "restoring", migrations::restore(&req))).await
+        act(with_heartbeats(
+            &ctx,
+            "restoring",
+            migrations::restore(&req),
+        ))
+        .await
     }
 
     #[activity(name = names::NOTIFY)]

@@ -14,7 +14,7 @@ use crate::error::Failure;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use proto::{
-    ApplyRequest, ApplyResult, BackupResult, CheckSummary, MigrateRequest, MigratePlan,
+    ApplyRequest, ApplyResult, BackupResult, CheckSummary, MigratePlan, MigrateRequest,
     MigrationFile, RestoreRequest, VerifyReport,
 };
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 /// Advisory lock key of cutover migrations (one runner per database at a time).
-const LOCK_KEY: i64 = 0x6375_746f_7665_72; // "cutover"
+const LOCK_KEY: i64 = 0x0063_7574_6f76_6572; // "cutover"
 
 /// Fault hook for tests, named as such: sleep this long after each uploaded part (so a test can
 /// kill the worker in the middle of an upload).
@@ -99,11 +99,10 @@ pub async fn connect(req: &MigrateRequest) -> Result<PgConnection, Failure> {
 }
 
 async fn applied_rows(conn: &mut PgConnection) -> Result<BTreeMap<i64, String>, Failure> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| db_err("read schema_migrations", e))?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| db_err("read schema_migrations", e))?;
     if !exists {
         return Ok(BTreeMap::new());
     }
@@ -217,7 +216,9 @@ pub fn check(req: &MigrateRequest) -> CheckSummary {
     let files: Vec<migrate::Migration> = req
         .migrations
         .iter()
-        .map(|m| migrate::files::migration(m.version, &m.name, m.up_sql.clone(), m.down_sql.clone()))
+        .map(|m| {
+            migrate::files::migration(m.version, &m.name, m.up_sql.clone(), m.down_sql.clone())
+        })
         .collect();
     let report = migrate::check_migrations(&files);
     CheckSummary {
@@ -255,7 +256,7 @@ async fn unlock(conn: &mut PgConnection) {
         .await;
 }
 
-fn file<'a>(req: &'a MigrateRequest, version: i64) -> Result<&'a MigrationFile, Failure> {
+fn file(req: &MigrateRequest, version: i64) -> Result<&MigrationFile, Failure> {
     req.migrations
         .iter()
         .find(|m| m.version == version)
@@ -349,10 +350,13 @@ async fn apply_locked(
             .await
             .map_err(|e| db_err("read pg_index", e))?;
             if invalid {
-                sqlx::raw_sql(audited(format!("DROP INDEX CONCURRENTLY IF EXISTS \"{}\"", idx.replace('"', ""))))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(|e| db_err("drop an invalid index", e))?;
+                sqlx::raw_sql(audited(format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS \"{}\"",
+                    idx.replace('"', "")
+                )))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| db_err("drop an invalid index", e))?;
             }
         }
         sqlx::raw_sql(audited(timeouts(req, false)))
@@ -413,12 +417,16 @@ pub async fn revert(req: &ApplyRequest, beat: &mut impl FnMut(&str)) -> Result<b
         .ok_or_else(|| Failure::InvalidInput("revert without its migration run".into()))?;
     let m = file(m_req, req.version)?;
     let mut conn = connect(m_req).await?;
-    if applied_rows(&mut conn).await?.get(&m.version).is_none() {
+    if !applied_rows(&mut conn).await?.contains_key(&m.version) {
         return Ok(false);
     }
     lock(&mut conn, beat).await?;
     let r = async {
-        let down_no_tx = m.down_sql.lines().take_while(|l| l.starts_with("--")).any(|l| l.trim() == "-- no-transaction");
+        let down_no_tx = m
+            .down_sql
+            .lines()
+            .take_while(|l| l.starts_with("--"))
+            .any(|l| l.trim() == "-- no-transaction");
         if down_no_tx {
             sqlx::raw_sql(audited(timeouts(m_req, false)))
                 .execute(&mut conn)
@@ -446,7 +454,9 @@ pub async fn revert(req: &ApplyRequest, beat: &mut impl FnMut(&str)) -> Result<b
             sqlx::raw_sql(audited(m.down_sql.clone()))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| db_err(&format!("down of {} failed and was rolled back", m.file), e))?;
+                .map_err(|e| {
+                    db_err(&format!("down of {} failed and was rolled back", m.file), e)
+                })?;
             sqlx::query("DELETE FROM schema_migrations WHERE version = $1")
                 .bind(m.version)
                 .execute(&mut *tx)
@@ -485,7 +495,9 @@ pub async fn verify(req: &MigrateRequest) -> Result<VerifyReport, Failure> {
     .await
     .map_err(|e| db_err("read pg_index", e))?;
     for i in invalid {
-        problems.push(format!("index {i} is INVALID (a CONCURRENTLY build failed)"));
+        problems.push(format!(
+            "index {i} is INVALID (a CONCURRENTLY build failed)"
+        ));
     }
     let not_valid: Vec<String> = sqlx::query_scalar(
         "SELECT conrelid::regclass::text || '.' || conname FROM pg_constraint
@@ -625,7 +637,9 @@ where
         .clone()
         .ok_or_else(|| Failure::InvalidInput("no backup target (database.backup)".into()))?;
     if target.bucket.is_empty() {
-        return Err(Failure::InvalidInput("database.backup.bucket is empty".into()));
+        return Err(Failure::InvalidInput(
+            "database.backup.bucket is empty".into(),
+        ));
     }
     let s3 = s3_client(target.path_style).await;
     let key = backup_key(req);
@@ -684,7 +698,12 @@ where
                 .metadata("deployment", &req.deployment_id)
                 .send()
                 .await
-                .map_err(|e| s3_err("start the upload", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                .map_err(|e| {
+                    s3_err(
+                        "start the upload",
+                        aws_sdk_s3::error::DisplayErrorContext(e),
+                    )
+                })?;
             UploadProgress {
                 key: key.clone(),
                 upload_id: created.upload_id().unwrap_or_default().to_owned(),
@@ -708,9 +727,11 @@ where
         let len = (progress.size - (n as u64 - 1) * progress.part_size).min(progress.part_size);
         let mut buf = vec![0u8; len as usize];
         use tokio::io::AsyncSeekExt;
-        f.seek(std::io::SeekFrom::Start((n as u64 - 1) * progress.part_size))
-            .await
-            .map_err(|e| Failure::Unavailable(format!("read the dump: {e}")))?;
+        f.seek(std::io::SeekFrom::Start(
+            (n as u64 - 1) * progress.part_size,
+        ))
+        .await
+        .map_err(|e| Failure::Unavailable(format!("read the dump: {e}")))?;
         f.read_exact(&mut buf)
             .await
             .map_err(|e| Failure::Unavailable(format!("read the dump: {e}")))?;
@@ -726,7 +747,12 @@ where
             .body(ByteStream::from(buf))
             .send()
             .await
-            .map_err(|e| s3_err(&format!("upload part {n}"), aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            .map_err(|e| {
+                s3_err(
+                    &format!("upload part {n}"),
+                    aws_sdk_s3::error::DisplayErrorContext(e),
+                )
+            })?;
         progress
             .parts
             .push((n, up.e_tag().unwrap_or_default().to_owned()));
@@ -752,7 +778,12 @@ where
         .multipart_upload(completed)
         .send()
         .await
-        .map_err(|e| s3_err("complete the upload", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            s3_err(
+                "complete the upload",
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
     // Read back: size from the server, then every byte through SHA-256.
     let head = s3
         .head_object()
@@ -760,7 +791,12 @@ where
         .key(&key)
         .send()
         .await
-        .map_err(|e| s3_err("read back the backup", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            s3_err(
+                "read back the backup",
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
     let remote_size = head.content_length().unwrap_or(-1);
     if remote_size != progress.size as i64 {
         return Err(Failure::Unavailable(format!(
@@ -774,7 +810,12 @@ where
         .key(&key)
         .send()
         .await
-        .map_err(|e| s3_err("read back the backup", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            s3_err(
+                "read back the backup",
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
     let mut body = obj.body.into_async_read();
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -819,7 +860,12 @@ pub async fn restore(req: &RestoreRequest) -> Result<(), Failure> {
         .key(&req.key)
         .send()
         .await
-        .map_err(|e| s3_err("download the backup", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            s3_err(
+                "download the backup",
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
     let bytes = obj
         .body
         .collect()
@@ -883,7 +929,14 @@ pub async fn restore(req: &RestoreRequest) -> Result<(), Failure> {
     .await
     .map_err(|e| Failure::Unavailable(format!("write the restore script: {e}")))?;
     let out = tokio::process::Command::new("psql")
-        .args(["--no-psqlrc", "--quiet", "--single-transaction", "-v", "ON_ERROR_STOP=1", "--file"])
+        .args([
+            "--no-psqlrc",
+            "--quiet",
+            "--single-transaction",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--file",
+        ])
         .arg(&sql_path)
         .envs(pg_env(&url)?)
         .output()

@@ -88,7 +88,11 @@ impl Report {
                     Class::Expand => "expand",
                 },
                 f.rule,
-                if f.blocking { "" } else { ", allowed in this contract file" },
+                if f.blocking {
+                    ""
+                } else {
+                    ", allowed in this contract file"
+                },
                 f.message,
                 f.statement,
                 f.alternative
@@ -120,11 +124,15 @@ pub fn check_migrations(migrations: &[Migration]) -> Report {
     let mut validated_not_null: BTreeSet<(String, String)> = BTreeSet::new();
     for m in migrations {
         let (findings, statements) = check_file(m, &mut validated_not_null);
-        let class = findings.iter().map(|f| f.class).max().or(if statements > 0 {
-            Some(Class::Expand)
-        } else {
-            None
-        });
+        let class = findings
+            .iter()
+            .map(|f| f.class)
+            .max()
+            .or(if statements > 0 {
+                Some(Class::Expand)
+            } else {
+                None
+            });
         report.files.push(FileReport {
             file: m.file.clone(),
             version: m.version,
@@ -146,7 +154,11 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 /// The statement's own text, without leading blank or comment lines, on one line.
 fn statement_text(text: &str, loc: usize, len: usize) -> (usize, String) {
-    let end = if len == 0 { text.len() } else { (loc + len).min(text.len()) };
+    let end = if len == 0 {
+        text.len()
+    } else {
+        (loc + len).min(text.len())
+    };
     let raw = &text[loc.min(text.len())..end];
     let mut skip = 0;
     for line in raw.split_inclusive('\n') {
@@ -326,8 +338,7 @@ fn check_file(
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
             continue;
         };
-        let (line, stmt) =
-            statement_text(text, raw.stmt_location as usize, raw.stmt_len as usize);
+        let (line, stmt) = statement_text(text, raw.stmt_location as usize, raw.stmt_len as usize);
         cx.line = line;
         cx.statement = stmt;
         // Statements that take locks on existing objects need both timeouts set before them.
@@ -368,13 +379,11 @@ fn check_file(
             }
         }
         match node {
-            NodeEnum::VariableSetStmt(v) => {
-                match v.name.as_str() {
-                    "lock_timeout" => lock_timeout = true,
-                    "statement_timeout" => statement_timeout = true,
-                    _ => {}
-                }
-            }
+            NodeEnum::VariableSetStmt(v) => match v.name.as_str() {
+                "lock_timeout" => lock_timeout = true,
+                "statement_timeout" => statement_timeout = true,
+                _ => {}
+            },
             NodeEnum::TransactionStmt(t) => {
                 let k = t.kind;
                 if m.no_transaction
@@ -464,7 +473,8 @@ fn check_file(
                     cx.flag(
                         "truncate-cascade",
                         Class::Unsafe,
-                        "TRUNCATE ... CASCADE also empties every table that references these".into(),
+                        "TRUNCATE ... CASCADE also empties every table that references these"
+                            .into(),
                         "delete the rows you mean in batches, table by table",
                     );
                 } else {
@@ -477,9 +487,10 @@ fn check_file(
                 }
             }
             NodeEnum::VacuumStmt(v) => {
-                let full = v.options.iter().any(|o| {
-                    matches!(&o.node, Some(NodeEnum::DefElem(d)) if d.defname == "full")
-                });
+                let full = v
+                    .options
+                    .iter()
+                    .any(|o| matches!(&o.node, Some(NodeEnum::DefElem(d)) if d.defname == "full"));
                 if full {
                     cx.flag(
                         "vacuum-full",
@@ -558,7 +569,8 @@ fn alter_cmd(
                     format!("a constraint on new column {table}.{} is validated against every row under lock", col.colname),
                     "add the column first, then ADD CONSTRAINT ... NOT VALID and VALIDATE CONSTRAINT in a later statement",
                 );
-            } else if (t == ConstrType::ConstrUnique as i32 || t == ConstrType::ConstrPrimary as i32)
+            } else if (t == ConstrType::ConstrUnique as i32
+                || t == ConstrType::ConstrPrimary as i32)
                 && !new
             {
                 cx.flag(
@@ -680,14 +692,13 @@ fn alter_cmd(
                 "CREATE UNIQUE INDEX CONCURRENTLY ... (in a `-- no-transaction` file), then ADD CONSTRAINT ... UNIQUE USING INDEX ...",
             );
         }
-    } else if sub == AlterTableType::AtValidateConstraint as i32 {
-        if let Some(pos) = pending_checks
+    } else if sub == AlterTableType::AtValidateConstraint as i32
+        && let Some(pos) = pending_checks
             .iter()
             .position(|(name, t, _)| name == &c.name && t == table)
-        {
-            let (_, t, col) = pending_checks.remove(pos);
-            validated_not_null.insert((t, col));
-        }
+    {
+        let (_, t, col) = pending_checks.remove(pos);
+        validated_not_null.insert((t, col));
     }
 }
 
@@ -704,7 +715,9 @@ mod tests {
 
     #[test]
     fn lines_and_statements_are_reported() {
-        let r = check(&format!("{T}\n-- why\nALTER TABLE orders\n  DROP COLUMN note;\n"));
+        let r = check(&format!(
+            "{T}\n-- why\nALTER TABLE orders\n  DROP COLUMN note;\n"
+        ));
         let f = &r.findings[0];
         assert_eq!(f.rule, "drop-column");
         assert_eq!(f.line, 5);

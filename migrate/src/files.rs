@@ -97,7 +97,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, FilesError> {
             ));
         };
         let version: i64 = v.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
-            FilesError::Layout(file.clone(), format!("{v:?} is not a positive integer version"))
+            FilesError::Layout(
+                file.clone(),
+                format!("{v:?} is not a positive integer version"),
+            )
         })?;
         if name.is_empty()
             || !name

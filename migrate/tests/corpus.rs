@@ -29,40 +29,103 @@ fn findings(sql: &str, contract: bool, no_tx: bool) -> Vec<(String, Class, bool)
 }
 
 fn rules(sql: &str) -> Vec<String> {
-    findings(sql, false, false).into_iter().map(|f| f.0).collect()
+    findings(sql, false, false)
+        .into_iter()
+        .map(|f| f.0)
+        .collect()
 }
 
 /// (SQL after the timeouts, the one rule it must raise)
 const UNSAFE: &[(&str, &str)] = &[
-    ("CREATE INDEX orders_symbol ON orders (symbol);", "index-without-concurrently"),
-    ("CREATE UNIQUE INDEX orders_ref ON orders (ref);", "index-without-concurrently"),
-    ("DROP INDEX orders_symbol;", "drop-index-without-concurrently"),
-    ("CREATE INDEX CONCURRENTLY orders_symbol ON orders (symbol);", "concurrently-in-transaction"),
-    ("DROP INDEX CONCURRENTLY orders_symbol;", "concurrently-in-transaction"),
-    ("ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid();", "volatile-default"),
-    ("ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();", "volatile-default"),
-    ("ALTER TABLE orders ADD COLUMN seen timestamptz DEFAULT clock_timestamp();", "volatile-default"),
-    ("ALTER TABLE orders ADD COLUMN total numeric GENERATED ALWAYS AS (qty * price) STORED;", "stored-generated-column"),
-    ("ALTER TABLE orders ALTER COLUMN qty TYPE bigint;", "column-type-change"),
-    ("ALTER TABLE orders ALTER COLUMN symbol TYPE varchar(8);", "column-type-change"),
-    ("ALTER TABLE orders ALTER COLUMN symbol SET NOT NULL;", "set-not-null"),
-    ("ALTER TABLE orders ADD CONSTRAINT orders_account_fk FOREIGN KEY (account_id) REFERENCES accounts (id);", "constraint-without-not-valid"),
-    ("ALTER TABLE orders ADD CONSTRAINT qty_positive CHECK (qty > 0);", "constraint-without-not-valid"),
-    ("ALTER TABLE orders ADD COLUMN account_id bigint REFERENCES accounts (id);", "constraint-without-not-valid"),
-    ("ALTER TABLE orders ADD CONSTRAINT orders_ref_key UNIQUE (ref);", "add-unique-or-primary-key"),
-    ("ALTER TABLE fills ADD PRIMARY KEY (id);", "add-unique-or-primary-key"),
-    ("ALTER TABLE orders ADD COLUMN venue text NOT NULL;", "not-null-column-without-default"),
+    (
+        "CREATE INDEX orders_symbol ON orders (symbol);",
+        "index-without-concurrently",
+    ),
+    (
+        "CREATE UNIQUE INDEX orders_ref ON orders (ref);",
+        "index-without-concurrently",
+    ),
+    (
+        "DROP INDEX orders_symbol;",
+        "drop-index-without-concurrently",
+    ),
+    (
+        "CREATE INDEX CONCURRENTLY orders_symbol ON orders (symbol);",
+        "concurrently-in-transaction",
+    ),
+    (
+        "DROP INDEX CONCURRENTLY orders_symbol;",
+        "concurrently-in-transaction",
+    ),
+    (
+        "ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid();",
+        "volatile-default",
+    ),
+    (
+        "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();",
+        "volatile-default",
+    ),
+    (
+        "ALTER TABLE orders ADD COLUMN seen timestamptz DEFAULT clock_timestamp();",
+        "volatile-default",
+    ),
+    (
+        "ALTER TABLE orders ADD COLUMN total numeric GENERATED ALWAYS AS (qty * price) STORED;",
+        "stored-generated-column",
+    ),
+    (
+        "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
+        "column-type-change",
+    ),
+    (
+        "ALTER TABLE orders ALTER COLUMN symbol TYPE varchar(8);",
+        "column-type-change",
+    ),
+    (
+        "ALTER TABLE orders ALTER COLUMN symbol SET NOT NULL;",
+        "set-not-null",
+    ),
+    (
+        "ALTER TABLE orders ADD CONSTRAINT orders_account_fk FOREIGN KEY (account_id) REFERENCES accounts (id);",
+        "constraint-without-not-valid",
+    ),
+    (
+        "ALTER TABLE orders ADD CONSTRAINT qty_positive CHECK (qty > 0);",
+        "constraint-without-not-valid",
+    ),
+    (
+        "ALTER TABLE orders ADD COLUMN account_id bigint REFERENCES accounts (id);",
+        "constraint-without-not-valid",
+    ),
+    (
+        "ALTER TABLE orders ADD CONSTRAINT orders_ref_key UNIQUE (ref);",
+        "add-unique-or-primary-key",
+    ),
+    (
+        "ALTER TABLE fills ADD PRIMARY KEY (id);",
+        "add-unique-or-primary-key",
+    ),
+    (
+        "ALTER TABLE orders ADD COLUMN venue text NOT NULL;",
+        "not-null-column-without-default",
+    ),
     ("VACUUM FULL orders;", "vacuum-full"),
     ("CLUSTER orders USING orders_pkey;", "cluster"),
     ("TRUNCATE orders CASCADE;", "truncate-cascade"),
-    ("ALTER TABLE orders RENAME COLUMN qty TO quantity;", "rename-column"),
+    (
+        "ALTER TABLE orders RENAME COLUMN qty TO quantity;",
+        "rename-column",
+    ),
     ("ALTER TABLE orders RENAME TO trades;", "rename-table"),
 ];
 
 const CONTRACT: &[(&str, &str)] = &[
     ("ALTER TABLE orders DROP COLUMN note;", "drop-column"),
     ("DROP TABLE legacy_orders;", "drop-table"),
-    ("ALTER TABLE orders ALTER COLUMN note DROP NOT NULL;", "drop-not-null"),
+    (
+        "ALTER TABLE orders ALTER COLUMN note DROP NOT NULL;",
+        "drop-not-null",
+    ),
     ("TRUNCATE order_audit;", "truncate"),
 ];
 
@@ -71,7 +134,8 @@ fn every_unsafe_statement_is_flagged_with_its_rule() {
     for (sql, rule) in UNSAFE {
         let f = findings(&format!("{T}{sql}\n"), false, false);
         assert!(
-            f.iter().any(|(r, c, b)| r == rule && *c == Class::Unsafe && *b),
+            f.iter()
+                .any(|(r, c, b)| r == rule && *c == Class::Unsafe && *b),
             "{sql}: expected {rule}, got {f:?}"
         );
         // And nothing else is claimed of it except what the rule implies.
@@ -86,9 +150,17 @@ fn every_unsafe_statement_is_flagged_with_its_rule() {
 fn contract_statements_fail_outside_contract_files_and_pass_inside() {
     for (sql, rule) in CONTRACT {
         let outside = findings(&format!("{T}{sql}\n"), false, false);
-        assert_eq!(outside, vec![(rule.to_string(), Class::Contract, true)], "{sql}");
+        assert_eq!(
+            outside,
+            vec![(rule.to_string(), Class::Contract, true)],
+            "{sql}"
+        );
         let inside = findings(&format!("{T}{sql}\n"), true, false);
-        assert_eq!(inside, vec![(rule.to_string(), Class::Contract, false)], "{sql}");
+        assert_eq!(
+            inside,
+            vec![(rule.to_string(), Class::Contract, false)],
+            "{sql}"
+        );
     }
 }
 
@@ -98,13 +170,19 @@ fn missing_timeouts_are_flagged_and_set_ones_are_not() {
     assert_eq!(r, ["missing-lock-timeout", "missing-statement-timeout"]);
     let r = rules("SET lock_timeout = '1s';\nALTER TABLE orders ADD COLUMN note text;\n");
     assert_eq!(r, ["missing-statement-timeout"]);
-    let r = rules("SET LOCAL lock_timeout = '1s';\nSET LOCAL statement_timeout = '5s';\nALTER TABLE orders ADD COLUMN note text;\n");
+    let r = rules(
+        "SET LOCAL lock_timeout = '1s';\nSET LOCAL statement_timeout = '5s';\nALTER TABLE orders ADD COLUMN note text;\n",
+    );
     assert!(r.is_empty(), "{r:?}");
 }
 
 #[test]
 fn sql_that_does_not_parse_fails_closed() {
-    let f = findings(&format!("{T}ALTER TABLE orders ADD COLUMN;\n"), false, false);
+    let f = findings(
+        &format!("{T}ALTER TABLE orders ADD COLUMN;\n"),
+        false,
+        false,
+    );
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].0, "unparseable");
     assert!(f[0].2);
@@ -117,7 +195,10 @@ fn a_no_transaction_file_must_not_open_a_transaction() {
         false,
         true,
     );
-    assert!(f.iter().any(|x| x.0 == "concurrently-in-transaction"), "{f:?}");
+    assert!(
+        f.iter().any(|x| x.0 == "concurrently-in-transaction"),
+        "{f:?}"
+    );
 }
 
 #[test]

@@ -11,10 +11,16 @@ const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 fn postgres_ids() -> (u32, u32) {
     let id = |flag: &str| -> u32 {
-        let out = Command::new("id").args([flag, "postgres"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| {
-            panic!("no postgres user: install Debian postgresql (scripts/install-tools.sh)")
-        })
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| {
+                panic!("no postgres user: install Debian postgresql (scripts/install-tools.sh)")
+            })
     };
     (id("-u"), id("-g"))
 }
@@ -91,12 +97,16 @@ impl Postgres {
         die_with_parent(&mut cmd);
         self.child = Some(cmd.spawn().expect("postgres starts"));
         let port = self.port;
-        wait_until("postgres accepts connections", Duration::from_secs(30), || {
-            Command::new(format!("{PG_BIN}/pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
+        wait_until(
+            "postgres accepts connections",
+            Duration::from_secs(30),
+            || {
+                Command::new(format!("{PG_BIN}/pg_isready"))
+                    .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
+        );
     }
 
     /// Runs SQL with psql; returns stdout (unaligned, tuples only). Panics on error.
@@ -143,10 +153,18 @@ impl Postgres {
             ])
             .output()
             .expect("pg_dump runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .filter(|l| {
+                !l.starts_with("--")
+                    && !l.starts_with("\\restrict")
+                    && !l.starts_with("\\unrestrict")
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }

@@ -64,13 +64,16 @@ pub fn moves(env: &Env) -> Vec<String> {
 /// With CUTOVER_RECORD_FIXTURES=1, saves the history of a run as a replay fixture (the JSON that
 /// `WorkflowHistory::from_json` reads back).
 pub fn record_fixture(env: &Env, workflow_id: &str, name: &str) {
+    record_fixture_at(&env.temporal.address(), workflow_id, name);
+}
+
+/// Records a workflow's history from the Temporal server at `address` (see `record_fixture`).
+pub fn record_fixture_at(address: &str, workflow_id: &str, name: &str) {
     use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
     if std::env::var("CUTOVER_RECORD_FIXTURES").as_deref() != Ok("1") {
         return;
     }
-    let url: url::Url = format!("http://{}", env.temporal.address())
-        .parse()
-        .unwrap();
+    let url: url::Url = format!("http://{address}").parse().unwrap();
     let json = testkit::blocking::rt().block_on(async move {
         let conn = Connection::connect(
             ConnectionOptions::new(url)

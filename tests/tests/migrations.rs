@@ -1,6 +1,8 @@
 //! Database migrations against a real PostgreSQL 15 and a real S3-compatible server (s3s-fs),
 //! driven through the Temporal dev server and the `cutover worker`.
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -8,7 +10,10 @@ use testkit::db::{Postgres, S3};
 use testkit::{Run, Temporal, Worker, run_cli, scratch_dir};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 struct MigEnv {
@@ -77,7 +82,9 @@ database = {{ url_env = "JTS_DATABASE_URL", migrations = "{m}", bucket = "jts-ba
 
     fn status(&self) -> Option<Value> {
         let r = self.cli(&["migrate", "status", "staging", "--json"]);
-        (r.code == 0).then(|| serde_json::from_str(&r.stdout).ok()).flatten()
+        (r.code == 0)
+            .then(|| serde_json::from_str(&r.stdout).ok())
+            .flatten()
     }
 
     fn wait_status(&self, what: &str, timeout: Duration, f: impl Fn(&Value) -> bool) -> Value {
@@ -115,7 +122,18 @@ const T: &str = "SET lock_timeout = '2s';\nSET statement_timeout = '30s';\n";
 #[test]
 fn expand_then_contract_with_a_verified_backup_and_a_readable_version() {
     let env = MigEnv::start("phases", &repo().join("db/migrations"), "down", &[]);
-    let run = env.cli(&["migrate", "run", "staging", "--phase", "expand", "--as", "ci", "--deployment-id", "dep-1", "--wait"]);
+    let run = env.cli(&[
+        "migrate",
+        "run",
+        "staging",
+        "--phase",
+        "expand",
+        "--as",
+        "ci",
+        "--deployment-id",
+        "dep-1",
+        "--wait",
+    ]);
     assert_eq!(run.code, 0, "{run:?}\n{}", env.worker.log_tail(30));
     // The expand phase applied every file not marked contract, and nothing else.
     assert_eq!(env.version(), "20261103000001");
@@ -128,7 +146,13 @@ fn expand_then_contract_with_a_verified_backup_and_a_readable_version() {
         "20261101000001 create_orders dep-1 64\n20261102000001 risk_limits dep-1 64\n20261103000001 orders_symbol_index dep-1 64"
     );
     assert_eq!(env.pg.psql("jts", "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note'"), "1");
-    assert_eq!(env.pg.psql("jts", "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_symbol'::regclass"), "t");
+    assert_eq!(
+        env.pg.psql(
+            "jts",
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_symbol'::regclass"
+        ),
+        "t"
+    );
     // The backup is in the bucket, its size and checksum as the run recorded them.
     let s = env.status().unwrap();
     let key = s["backup"]["key"].as_str().unwrap().to_owned();
@@ -139,30 +163,102 @@ fn expand_then_contract_with_a_verified_backup_and_a_readable_version() {
         "{key} ({size} bytes) not in {objects:?}"
     );
     // The contract phase applies the rest.
-    let run = env.cli(&["migrate", "run", "staging", "--phase", "contract", "--as", "ci", "--wait"]);
+    let run = env.cli(&[
+        "migrate", "run", "staging", "--phase", "contract", "--as", "ci", "--wait",
+    ]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(env.version(), "20261104000001");
     assert_eq!(env.pg.psql("jts", "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note'"), "0");
     // Nothing left: a second run does nothing.
-    let run = env.cli(&["migrate", "run", "staging", "--phase", "all", "--as", "ci", "--wait"]);
+    let run = env.cli(&[
+        "migrate", "run", "staging", "--phase", "all", "--as", "ci", "--wait",
+    ]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("outcome nothing_to_do"), "{run:?}");
     // `migrate rollback --to` reverts newest first with the down files.
-    let run = env.cli(&["migrate", "rollback", "staging", "--to", "20261102000001", "--as", "ops", "--wait"]);
+    let run = env.cli(&[
+        "migrate",
+        "rollback",
+        "staging",
+        "--to",
+        "20261102000001",
+        "--as",
+        "ops",
+        "--wait",
+    ]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(env.version(), "20261102000001");
-    assert_eq!(env.pg.psql("jts", "SELECT count(*) FROM pg_class WHERE relname = 'orders_symbol'"), "0");
+    assert_eq!(
+        env.pg.psql(
+            "jts",
+            "SELECT count(*) FROM pg_class WHERE relname = 'orders_symbol'"
+        ),
+        "0"
+    );
+    // Secrets never reach the history: the database URL travels as a variable name only.
+    let history = std::process::Command::new(testkit::temporal_cli())
+        .args([
+            "workflow",
+            "show",
+            "--workflow-id",
+            "migrate-staging",
+            "--address",
+            &env.temporal.address(),
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let history = decoded_payloads(&String::from_utf8_lossy(&history.stdout));
+    assert!(
+        history.contains("JTS_DATABASE_URL"),
+        "the history shows payloads"
+    );
+    assert!(
+        !history.contains(&env.pg.url),
+        "the database URL leaked into the history"
+    );
+    assert!(
+        !history.contains(testkit::db::S3_SECRET_KEY),
+        "the S3 secret leaked"
+    );
 }
 
 /// Three files; the third creates a table, inserts, then fails midway.
 fn failing_set(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    write(dir, "1_base.up.sql", &format!("{T}CREATE TABLE accounts (id bigint PRIMARY KEY, name text NOT NULL);\nINSERT INTO accounts VALUES (1, 'desk-1');\n"));
+    write(
+        dir,
+        "1_base.up.sql",
+        &format!(
+            "{T}CREATE TABLE accounts (id bigint PRIMARY KEY, name text NOT NULL);\nINSERT INTO accounts VALUES (1, 'desk-1');\n"
+        ),
+    );
     write(dir, "1_base.down.sql", "DROP TABLE accounts;\n");
-    write(dir, "2_limits.up.sql", &format!("{T}CREATE TABLE risk_limits (account_id bigint PRIMARY KEY, max_notional numeric NOT NULL);\nALTER TABLE accounts ADD COLUMN desk text;\n"));
-    write(dir, "2_limits.down.sql", "ALTER TABLE accounts DROP COLUMN desk;\nDROP TABLE risk_limits;\n");
-    write(dir, "3_broken.up.sql", &format!("{T}CREATE TABLE fills (id bigint PRIMARY KEY);\nINSERT INTO fills VALUES (1);\nALTER TABLE accounts ADD COLUMN region text DEFAULT 'eu';\nINSERT INTO fills VALUES (1);\n"));
-    write(dir, "3_broken.down.sql", "DROP TABLE fills;\nALTER TABLE accounts DROP COLUMN region;\n");
+    write(
+        dir,
+        "2_limits.up.sql",
+        &format!(
+            "{T}CREATE TABLE risk_limits (account_id bigint PRIMARY KEY, max_notional numeric NOT NULL);\nALTER TABLE accounts ADD COLUMN desk text;\n"
+        ),
+    );
+    write(
+        dir,
+        "2_limits.down.sql",
+        "ALTER TABLE accounts DROP COLUMN desk;\nDROP TABLE risk_limits;\n",
+    );
+    write(
+        dir,
+        "3_broken.up.sql",
+        &format!(
+            "{T}CREATE TABLE fills (id bigint PRIMARY KEY);\nINSERT INTO fills VALUES (1);\nALTER TABLE accounts ADD COLUMN region text DEFAULT 'eu';\nINSERT INTO fills VALUES (1);\n"
+        ),
+    );
+    write(
+        dir,
+        "3_broken.down.sql",
+        "DROP TABLE fills;\nALTER TABLE accounts DROP COLUMN region;\n",
+    );
 }
 
 #[test]
@@ -175,26 +271,51 @@ fn a_migration_failing_midway_leaves_the_schema_exactly_as_before() {
         env.pg.psql("jts", "CREATE TABLE audit (id serial PRIMARY KEY, at timestamptz DEFAULT now()); INSERT INTO audit DEFAULT VALUES;");
         let before = env.pg.schema_dump();
         let data_before = env.pg.psql("jts", "SELECT count(*) FROM audit");
-        let run = env.cli(&["migrate", "run", "staging", "--phase", "all", "--as", "ci", "--wait"]);
+        let run = env.cli(&[
+            "migrate", "run", "staging", "--phase", "all", "--as", "ci", "--wait",
+        ]);
         assert_eq!(run.code, 1, "{run:?}");
         let all = format!("{}{}", run.stdout, run.stderr);
-        assert!(all.contains("3_broken.up.sql failed and was rolled back"), "{all}");
+        assert!(
+            all.contains("3_broken.up.sql failed and was rolled back"),
+            "{all}"
+        );
         assert!(all.contains("duplicate key"), "{all}");
-        let expected = if on_failure == "down" { "reverted" } else { "restored" };
+        let expected = if on_failure == "down" {
+            "reverted"
+        } else {
+            "restored"
+        };
         assert!(all.contains(&format!("outcome {expected}")), "{all}");
         let after = env.pg.schema_dump();
         // schema_migrations itself is cutover's bookkeeping: with down files it stays (empty);
         // a restore brings back the database as it was, without it.
         if on_failure == "down" {
-            assert_eq!(env.pg.psql("jts", "SELECT count(*) FROM schema_migrations"), "0");
+            assert_eq!(
+                env.pg.psql("jts", "SELECT count(*) FROM schema_migrations"),
+                "0"
+            );
         }
         assert_eq!(
             blocks(&before, "schema_migrations"),
             blocks(&after, "schema_migrations"),
             "schema differs after a failed run ({on_failure})"
         );
-        assert_eq!(env.pg.psql("jts", "SELECT count(*) FROM audit"), data_before);
-        eprintln!("{on_failure}: schema identical ({} lines compared)", before.lines().count());
+        assert_eq!(
+            env.pg.psql("jts", "SELECT count(*) FROM audit"),
+            data_before
+        );
+        eprintln!(
+            "{on_failure}: schema identical ({} lines compared)",
+            before.lines().count()
+        );
+        if on_failure == "down" {
+            common::record_fixture_at(
+                &env.temporal.address(),
+                "migrate-staging",
+                "migrate_reverted",
+            );
+        }
     }
 }
 
@@ -203,7 +324,9 @@ fn blocks(dump: &str, table: &str) -> Vec<String> {
     dump.split("\n\n")
         .map(str::trim)
         .filter(|b| !b.is_empty())
-        .filter(|b| !b.contains(&format!("public.{table} ")) && !b.contains(&format!("public.{table}\n")))
+        .filter(|b| {
+            !b.contains(&format!("public.{table} ")) && !b.contains(&format!("public.{table}\n"))
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -211,10 +334,24 @@ fn blocks(dump: &str, table: &str) -> Vec<String> {
 #[test]
 fn kill_9_during_apply_applies_each_migration_exactly_once() {
     let dir = scratch_dir("mig-files-kill-apply");
-    write(&dir, "1_slow.up.sql", &format!("{T}CREATE TABLE ledger (id bigint PRIMARY KEY, note text);\nINSERT INTO ledger VALUES (1, 'once');\nSELECT pg_sleep(6);\nINSERT INTO ledger VALUES (2, 'once');\n"));
+    write(
+        &dir,
+        "1_slow.up.sql",
+        &format!(
+            "{T}CREATE TABLE ledger (id bigint PRIMARY KEY, note text);\nINSERT INTO ledger VALUES (1, 'once');\nSELECT pg_sleep(6);\nINSERT INTO ledger VALUES (2, 'once');\n"
+        ),
+    );
     write(&dir, "1_slow.down.sql", "DROP TABLE ledger;\n");
-    write(&dir, "2_next.up.sql", &format!("{T}ALTER TABLE ledger ADD COLUMN booked_at timestamptz;\n"));
-    write(&dir, "2_next.down.sql", "ALTER TABLE ledger DROP COLUMN booked_at;\n");
+    write(
+        &dir,
+        "2_next.up.sql",
+        &format!("{T}ALTER TABLE ledger ADD COLUMN booked_at timestamptz;\n"),
+    );
+    write(
+        &dir,
+        "2_next.down.sql",
+        "ALTER TABLE ledger DROP COLUMN booked_at;\n",
+    );
     let mut env = MigEnv::start("kill-apply", &dir, "down", &[]);
     let run = env.cli(&["migrate", "run", "staging", "--phase", "all", "--as", "ci"]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -224,23 +361,50 @@ fn kill_9_during_apply_applies_each_migration_exactly_once() {
     });
     env.worker.kill9();
     // The server notices the dead client (client_connection_check_interval) and rolls back.
-    testkit::wait_until("the dead worker's transaction is gone", Duration::from_secs(30), || {
-        env.pg.psql("jts", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cutover'") == "0"
-    });
-    assert_eq!(env.pg.psql("jts", "SELECT to_regclass('ledger') IS NULL"), "t", "nothing half-applied");
+    testkit::wait_until(
+        "the dead worker's transaction is gone",
+        Duration::from_secs(30),
+        || {
+            env.pg.psql(
+                "jts",
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cutover'",
+            ) == "0"
+        },
+    );
+    assert_eq!(
+        env.pg.psql("jts", "SELECT to_regclass('ledger') IS NULL"),
+        "t",
+        "nothing half-applied"
+    );
     env.worker.restart();
     let s = env.wait_status("outcome", Duration::from_secs(120), |s| {
         !s["outcome"].as_str().unwrap_or("").is_empty()
     });
     assert_eq!(s["outcome"], "succeeded", "{s}");
-    assert_eq!(env.pg.psql("jts", "SELECT string_agg(id || ':' || note, ',' ORDER BY id) FROM ledger"), "1:once,2:once");
-    assert_eq!(env.pg.psql("jts", "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"), "1,2");
+    assert_eq!(
+        env.pg.psql(
+            "jts",
+            "SELECT string_agg(id || ':' || note, ',' ORDER BY id) FROM ledger"
+        ),
+        "1:once,2:once"
+    );
+    assert_eq!(
+        env.pg.psql(
+            "jts",
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"
+        ),
+        "1,2"
+    );
 }
 
 #[test]
 fn kill_9_during_the_backup_upload_resumes_and_the_backup_is_verified() {
     let dir = scratch_dir("mig-files-kill-upload");
-    write(&dir, "1_col.up.sql", &format!("{T}ALTER TABLE big ADD COLUMN tag text;\n"));
+    write(
+        &dir,
+        "1_col.up.sql",
+        &format!("{T}ALTER TABLE big ADD COLUMN tag text;\n"),
+    );
     write(&dir, "1_col.down.sql", "ALTER TABLE big DROP COLUMN tag;\n");
     // Fault hook (named as such): 1.5 s after each 5 MiB part, so the kill lands mid-upload.
     let mut env = MigEnv::start(
@@ -274,8 +438,16 @@ fn kill_9_during_the_backup_upload_resumes_and_the_backup_is_verified() {
     let path = env.s3.root.join("jts-backups").join(key);
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(bytes.len() as u64, b["size"].as_u64().unwrap());
-    let listed = std::process::Command::new("pg_restore").arg("--list").arg(&path).output().unwrap();
-    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let listed = std::process::Command::new("pg_restore")
+        .arg("--list")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
     assert!(String::from_utf8_lossy(&listed.stdout).contains("TABLE DATA public big"));
     assert_eq!(env.version(), "1");
     eprintln!(
@@ -288,7 +460,16 @@ fn kill_9_during_the_backup_upload_resumes_and_the_backup_is_verified() {
 /// Parts the pending backup activity has heartbeated (via `temporal workflow describe`).
 fn uploaded_parts(temporal: &str) -> usize {
     let out = std::process::Command::new(testkit::temporal_cli())
-        .args(["workflow", "describe", "--workflow-id", "migrate-staging", "--address", temporal, "-o", "json"])
+        .args([
+            "workflow",
+            "describe",
+            "--workflow-id",
+            "migrate-staging",
+            "--address",
+            temporal,
+            "-o",
+            "json",
+        ])
         .output()
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -318,17 +499,162 @@ fn uploaded_parts(temporal: &str) -> usize {
 #[test]
 fn migrate_check_on_its_own_exits_non_zero_on_unsafe_files_and_prints_json() {
     let dir = scratch_dir("mig-check-cli");
-    write(&dir, "5_idx.up.sql", &format!("{T}CREATE INDEX orders_symbol ON orders (symbol);\n"));
+    write(
+        &dir,
+        "5_idx.up.sql",
+        &format!("{T}CREATE INDEX orders_symbol ON orders (symbol);\n"),
+    );
     write(&dir, "5_idx.down.sql", "DROP INDEX orders_symbol;\n");
     let cfg = repo().join("cutover.toml");
-    let run = run_cli("127.0.0.1:1", &cfg, &["migrate", "check", &dir.display().to_string(), "--format", "json"]);
+    let run = run_cli(
+        "127.0.0.1:1",
+        &cfg,
+        &[
+            "migrate",
+            "check",
+            &dir.display().to_string(),
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(run.code, 1, "{run:?}");
     let v: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(v["ok"], false);
     assert_eq!(v["findings"][0]["rule"], "index-without-concurrently");
     assert_eq!(v["findings"][0]["line"], 3);
-    let run = run_cli("127.0.0.1:1", &cfg, &["migrate", "check", &repo().join("db/migrations").display().to_string()]);
+    let run = run_cli(
+        "127.0.0.1:1",
+        &cfg,
+        &[
+            "migrate",
+            "check",
+            &repo().join("db/migrations").display().to_string(),
+        ],
+    );
     assert_eq!(run.code, 0, "{run:?}");
     let run = run_cli("127.0.0.1:1", &cfg, &["migrate", "check", "/nonexistent"]);
     assert_eq!(run.code, 2, "{run:?}");
+}
+
+/// A Deploy with the repository's migrations on the local platform: expand before the new colour
+/// starts, contract after the old colour is retired; zero failed requests throughout.
+#[test]
+fn deploy_runs_expand_before_the_new_colour_and_contract_after_retirement() {
+    let dir = scratch_dir("mig-deploy-db");
+    let pg = Postgres::start(&dir);
+    let s3 = S3::start(&dir, "jts-backups");
+    let mut worker_env: Vec<(String, String)> = s3.env();
+    worker_env.push(("JTS_DATABASE_URL".into(), pg.url.clone()));
+    let refs: Vec<(&str, &str)> = worker_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let opts = testkit::ConfigOpts {
+        keep_warm_secs: 2,
+        ..Default::default()
+    };
+    let env = testkit::Env::start("mig-deploy", "", &opts, &refs);
+    let mut cfg = std::fs::read_to_string(&env.config).unwrap();
+    cfg.push_str(&format!(
+        "database = {{ url_env = \"JTS_DATABASE_URL\", migrations = \"{}\", bucket = \"jts-backups\", path_style = true, part_size_mb = 5 }}\n",
+        repo().join("db/migrations").display()
+    ));
+    std::fs::write(&env.config, cfg).unwrap();
+    let load = testkit::Load::start(&env.platform.services, 30);
+    let run = std::process::Command::new(testkit::bin("cutover"))
+        .args([
+            "deploy",
+            "staging",
+            "--revision",
+            "v2",
+            "--as",
+            "ci",
+            "--wait",
+        ])
+        .env("TEMPORAL_ADDRESS", env.temporal.address())
+        .env("CUTOVER_CONFIG", &env.config)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let s = common::wait_outcome(&env, Duration::from_secs(60));
+    let stats = load.stop();
+    assert_eq!(s["outcome"], "succeeded", "{s}");
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    // Wait for the end of the run (contract runs after the warm period).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = common::status(&env).unwrap();
+        if s["phase"] == "done" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let events: Vec<String> = s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_owned())
+        .collect();
+    let at = |needle: &str| {
+        events
+            .iter()
+            .position(|e| e.contains(needle))
+            .unwrap_or_else(|| panic!("no event {needle:?} in {events:#?}"))
+    };
+    assert!(
+        at("migrations expand succeeded") < at("phase starting"),
+        "{events:#?}"
+    );
+    assert!(
+        at("retired blue") < at("migrations contract succeeded"),
+        "{events:#?}"
+    );
+    let version = pg.psql(
+        "jts",
+        "SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1",
+    );
+    assert_eq!(version, "20261104000001");
+    let deployment = s["deployment_id"].as_str().unwrap();
+    assert_eq!(
+        pg.psql(
+            "jts",
+            &format!("SELECT count(*) FROM schema_migrations WHERE deployment_id = '{deployment}'")
+        ),
+        "4"
+    );
+    common::record_fixture(&env, "deploy-staging", "deploy_with_migrations");
+    common::record_fixture(&env, "migrate-staging", "migrate_contract");
+}
+
+/// The history JSON with every base64 payload (`"data": "..."`) decoded and appended.
+fn decoded_payloads(history: &str) -> String {
+    use base64::Engine;
+    let mut out = history.to_owned();
+    let v: Value = serde_json::from_str(history).unwrap_or_default();
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "data"
+                        && let Some(s) = x.as_str()
+                        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(s)
+                    {
+                        out.push_str(&String::from_utf8_lossy(&bytes));
+                        out.push('\n');
+                    }
+                    walk(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(&v, &mut out);
+    out
 }

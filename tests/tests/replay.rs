@@ -1,6 +1,6 @@
 //! Replays recorded histories (tests/fixtures/*.json) against the current workflow code, so a
 //! change that would break an in-flight deployment fails CI. Re-record with
-//! `CUTOVER_RECORD_FIXTURES=1 cargo test -p tests --test deploy`.
+//! `CUTOVER_RECORD_FIXTURES=1 cargo test -p tests --test deploy --test migrations`.
 
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -26,6 +26,9 @@ async fn recorded_histories_replay_without_nondeterminism() {
         "deploy_rolled_back.json",
         "rollback.json",
         "deploy_approval.json",
+        "deploy_with_migrations.json",
+        "migrate_contract.json",
+        "migrate_reverted.json",
     ] {
         assert!(
             names.iter().any(|n| n == required),
@@ -38,6 +41,8 @@ async fn recorded_histories_replay_without_nondeterminism() {
             .register_workflow::<workflows::DeployWorkflow>()
             .unwrap()
             .register_workflow::<workflows::RollbackWorkflow>()
+            .unwrap()
+            .register_workflow::<workflows::MigrateWorkflow>()
             .unwrap()
             .build(),
     )

@@ -449,8 +449,7 @@ impl Config {
             }
             if let Some(d) = &e.database {
                 let ok_var = !d.url_env.is_empty()
-                    && d
-                        .url_env
+                    && d.url_env
                         .chars()
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
                 if !ok_var {
@@ -472,10 +471,9 @@ impl Config {
                     ));
                 }
                 if d.part_size_mb < 5 {
-                    return Err(self.invalid(
-                        key("database.part_size_mb"),
-                        "S3 parts are at least 5 MiB",
-                    ));
+                    return Err(
+                        self.invalid(key("database.part_size_mb"), "S3 parts are at least 5 MiB")
+                    );
                 }
             }
             let t = &e.thresholds;
@@ -602,7 +600,10 @@ impl Config {
     ) -> Result<proto::MigrateRequest, String> {
         let env = self.environment(env_name)?;
         let d = env.database.as_ref().ok_or_else(|| {
-            format!("{}: environments.{env_name}.database is not configured", self.file)
+            format!(
+                "{}: environments.{env_name}.database is not configured",
+                self.file
+            )
         })?;
         let base = Path::new(&self.file).parent().unwrap_or(Path::new("."));
         let dir = base.join(&d.migrations);
@@ -750,6 +751,34 @@ impl Config {
         }
         let mut services = self.plan_services(env_name, revision, images)?;
         self.attach_manifests(env_name, &mut services)?;
+        // The release's migrations, refused here (before anything starts) when the safety
+        // check fails.
+        let migrate = match &env.database {
+            None => None,
+            Some(_) => {
+                let m = self.migrate_request(env_name, "expand", deployment_id, requested_by)?;
+                let files: Vec<migrate::Migration> = m
+                    .migrations
+                    .iter()
+                    .map(|f| {
+                        migrate::files::migration(
+                            f.version,
+                            &f.name,
+                            f.up_sql.clone(),
+                            f.down_sql.clone(),
+                        )
+                    })
+                    .collect();
+                let report = migrate::check_migrations(&files);
+                if !report.ok {
+                    return Err(format!(
+                        "the release's migrations fail the safety check:\n{}",
+                        report.text()
+                    ));
+                }
+                Some(m)
+            }
+        };
         let t = &env.timings;
         Ok(DeployRequest {
             deployment_id: deployment_id.to_owned(),
@@ -785,6 +814,7 @@ impl Config {
                 inconclusive_hold_secs: t.inconclusive_hold_secs,
             }),
             production: env.production,
+            migrate,
         })
     }
 }

@@ -34,7 +34,11 @@ pub fn check(dir: &Path, json: bool) -> CmdResult {
         }
         print!("{}", report.text());
     }
-    Ok(if report.ok { exit::SUCCEEDED } else { exit::FAILED })
+    Ok(if report.ok {
+        exit::SUCCEEDED
+    } else {
+        exit::FAILED
+    })
 }
 
 fn request(
@@ -67,12 +71,17 @@ pub async fn plan(cfg: &Config, environment: &str) -> CmdResult {
         println!("blocking sessions: {}", expand.blockers.join("; "));
     }
     print!("{}", check.text);
-    Ok(if check.ok { exit::SUCCEEDED } else { exit::FAILED })
+    Ok(if check.ok {
+        exit::SUCCEEDED
+    } else {
+        exit::FAILED
+    })
 }
 
 pub async fn status(settings: &Settings, environment: &str, json: bool) -> CmdResult {
     let client = settings.connect("cutover-cli").await?;
-    let handle = client.get_workflow_handle::<MigrateWorkflow>(names::migrate_workflow_id(environment));
+    let handle =
+        client.get_workflow_handle::<MigrateWorkflow>(names::migrate_workflow_id(environment));
     let s = handle
         .query(MigrateWorkflow::status, (), WorkflowQueryOptions::default())
         .await
@@ -97,9 +106,16 @@ fn print_status(s: &MigrateStatus, json: bool) {
         s.environment,
         s.phase,
         s.step,
-        if s.outcome.is_empty() { "-" } else { &s.outcome }
+        if s.outcome.is_empty() {
+            "-"
+        } else {
+            &s.outcome
+        }
     );
-    println!("version: {}   pending: {:?}   applied: {:?}   reverted: {:?}", s.current_version, s.pending, s.applied, s.reverted);
+    println!(
+        "version: {}   pending: {:?}   applied: {:?}   reverted: {:?}",
+        s.current_version, s.pending, s.applied, s.reverted
+    );
     if let Some(b) = &s.backup {
         println!("backup: {} ({} bytes, sha256 {})", b.key, b.size, b.sha256);
     }
@@ -131,13 +147,17 @@ pub async fn run(settings: &Settings, cfg: &Config, a: RunArgs) -> CmdResult {
         )));
     }
     if a.by.trim().is_empty() {
-        return Err(CmdError::usage("requester identity is empty: pass --as NAME or set CUTOVER_USER"));
+        return Err(CmdError::usage(
+            "requester identity is empty: pass --as NAME or set CUTOVER_USER",
+        ));
     }
     let id = a.deployment_id.clone().unwrap_or_else(new_deployment_id);
     let mut req = request(cfg, &a.environment, &a.phase, &id, &a.by)?;
     if let Some(v) = a.target_version {
         if v < 0 {
-            return Err(CmdError::usage("--to must be a version (0 reverts everything)"));
+            return Err(CmdError::usage(
+                "--to must be a version (0 reverts everything)",
+            ));
         }
         req.target_version = v;
     }
@@ -150,7 +170,9 @@ pub async fn run(settings: &Settings, cfg: &Config, a: RunArgs) -> CmdResult {
     let handle = client
         .start_workflow(MigrateWorkflow::run, req, opts)
         .await
-        .map_err(|e| CmdError::failed(format!("cannot start the migration: {}", root_message(&e))))?;
+        .map_err(|e| {
+            CmdError::failed(format!("cannot start the migration: {}", root_message(&e)))
+        })?;
     let run_id = handle.run_id().map(str::to_owned).unwrap_or_default();
     println!("workflow_id: {workflow_id}");
     println!("deployment_id: {id}");
@@ -168,6 +190,9 @@ pub async fn run(settings: &Settings, cfg: &Config, a: RunArgs) -> CmdResult {
     }
     match result {
         Ok(_) => Ok(exit::SUCCEEDED),
-        Err(e) => Err(CmdError::failed(format!("migration failed: {}", root_message(&e)))),
+        Err(e) => Err(CmdError::failed(format!(
+            "migration failed: {}",
+            root_message(&e)
+        ))),
     }
 }

@@ -4,10 +4,9 @@
 
 use crate::names;
 use proto::{
-    ApplyRequest, ApplyResult, BackupResult, CheckReport, CheckRequest, CheckSummary,
-    ColorRequest, DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification,
-    PreflightResult, RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult,
-    VerifyReport, WindowCheckRequest,
+    ApplyRequest, ApplyResult, BackupResult, CheckReport, CheckRequest, CheckSummary, ColorRequest,
+    DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification, PreflightResult,
+    RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult, VerifyReport, WindowCheckRequest,
 };
 use temporalio_macros::activity_definitions;
 use temporalio_sdk::activities::ActivityError;

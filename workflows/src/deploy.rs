@@ -7,6 +7,7 @@
 
 use crate::activities::CutoverActivities as Act;
 use crate::failures;
+use crate::migrate::MigrateWorkflow;
 use crate::names;
 use crate::options;
 use crate::rollback::RollbackWorkflow;
@@ -29,6 +30,7 @@ type ValidatorResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 /// Phases, as shown by `status` and in the Temporal UI's current details.
 pub mod phase {
     pub const PREFLIGHT: &str = "preflight";
+    pub const MIGRATING: &str = "migrating";
     pub const STARTING: &str = "starting";
     pub const CHECKING: &str = "checking";
     pub const AWAITING_APPROVAL: &str = "awaiting_approval";
@@ -267,6 +269,39 @@ impl DeployWorkflow {
         }
     }
 
+    /// Runs one phase of the release's migrations as the child workflow `migrate-<env>`.
+    /// Ok(None) when there is nothing to run.
+    async fn migrate_phase(
+        ctx: &WorkflowContext<Self>,
+        phase_name: &str,
+    ) -> Result<Option<String>, String> {
+        let req = ctx.state(|s| s.request.clone());
+        let Some(mut m) = req.migrate.clone() else {
+            return Ok(None);
+        };
+        if m.migrations.is_empty() {
+            return Ok(None);
+        }
+        m.phase = phase_name.to_owned();
+        m.deployment_id = req.deployment_id.clone();
+        m.requested_by = req.requested_by.clone();
+        let opts = ChildWorkflowOptions::workflow_id(names::migrate_workflow_id(&req.environment));
+        let result = match ctx
+            .start_child_workflow(MigrateWorkflow::run, m, opts)
+            .await
+        {
+            Ok(started) => started.result().await.map_err(|e| describe(&e)),
+            Err(e) => Err(describe(&e)),
+        };
+        match result {
+            Ok(s) => Ok(Some(format!(
+                "{phase_name} {}: applied {:?}, version {}",
+                s.outcome, s.applied, s.current_version
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
     fn validate_decision(
         &self,
         ctx: &WorkflowContextView,
@@ -398,6 +433,30 @@ impl DeployWorkflow {
             ctx,
             format!("{previous} is live; releasing {} on {target}", req.revision),
         );
+
+        // Expand migrations before the new colour starts (safe for the live version). A failed
+        // run is reverted by the Migrate workflow itself; nothing else has changed yet.
+        let migrations = ctx.patched("migrations-v1") && req.migrate.is_some();
+        if migrations {
+            Self::set_phase(ctx, phase::MIGRATING);
+            match Self::migrate_phase(ctx, "expand").await {
+                Ok(Some(summary)) => {
+                    Self::event(ctx, format!("migrations {summary}"));
+                    ctx.state_mut(|s| s.status.migrations = summary);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    ctx.state_mut(|s| s.status.migrations = format!("expand failed: {e}"));
+                    return Self::finish(
+                        ctx,
+                        outcome::FAILED,
+                        failures::DEPLOYMENT_FAILED,
+                        format!("expand migrations failed (reverted; nothing else changed): {e}"),
+                    )
+                    .await;
+                }
+            }
+        }
 
         // Start the target colour and wait until every instance is ready.
         Self::set_phase(ctx, phase::STARTING);
@@ -769,6 +828,36 @@ impl DeployWorkflow {
             );
         } else {
             Self::event(ctx, format!("retired {previous}"));
+            // The old colour is gone and its rollback window closed: the contract phase.
+            if migrations {
+                Self::set_phase(ctx, phase::MIGRATING);
+                match Self::migrate_phase(ctx, "contract").await {
+                    Ok(Some(summary)) => {
+                        Self::event(ctx, format!("migrations {summary}"));
+                        ctx.state_mut(|s| {
+                            s.status.migrations = format!("{}; {summary}", s.status.migrations)
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        // The release is live and healthy; the contract files were reverted.
+                        Self::event(ctx, format!("contract migrations failed (reverted): {e}"));
+                        ctx.state_mut(|s| {
+                            s.status.migrations =
+                                format!("{}; contract failed (reverted): {e}", s.status.migrations)
+                        });
+                        Self::notify(
+                            ctx,
+                            "failed",
+                            format!(
+                                "{}: contract migrations failed and were reverted: {e}",
+                                req.deployment_id
+                            ),
+                        )
+                        .await;
+                    }
+                }
+            }
         }
         Self::finish(
             ctx,

@@ -62,7 +62,9 @@ impl MigrateWorkflow {
             deployment_id: req.deployment_id.clone(),
             text,
         };
-        let _ = ctx.execute_activity(Act::notify, n, options::notify()).await;
+        let _ = ctx
+            .execute_activity(Act::notify, n, options::notify())
+            .await;
     }
 
     fn statement_timeout(req: &MigrateRequest) -> Duration {
@@ -284,7 +286,11 @@ impl MigrateWorkflow {
 
         Self::step(ctx, "verify");
         let verified = ctx
-            .execute_activity(Act::verify_migrations, req.clone(), options::database_call())
+            .execute_activity(
+                Act::verify_migrations,
+                req.clone(),
+                options::database_call(),
+            )
             .await;
         match verified {
             Ok(v) if v.problems.is_empty() => {
