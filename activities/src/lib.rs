@@ -6,6 +6,7 @@
 //! - [`checks`]: smoke, performance and live-traffic judgements.
 //! - [`notify`]: the Slack-compatible webhook.
 
+pub mod analysis;
 pub mod checks;
 pub mod error;
 pub mod kubernetes;
@@ -17,9 +18,10 @@ pub mod platform;
 use error::Failure;
 use platform::Platform;
 use proto::{
-    ApplyRequest, ApplyResult, BackupResult, CheckReport, CheckRequest, CheckSummary, ColorRequest,
-    DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification, PreflightResult,
-    RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult, VerifyReport, WindowCheckRequest,
+    AnalysisRequest, AnalysisResult, ApplyRequest, ApplyResult, BackupResult, CheckReport,
+    CheckRequest, CheckSummary, ColorRequest, DeployRequest, MetricsSnapshot, MigratePlan,
+    MigrateRequest, Notification, PreflightResult, RestoreRequest, RollbackRequest, SwitchRequest,
+    SwitchResult, VerifyReport, WeightsRequest, WeightsResult, WindowCheckRequest,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -267,6 +269,36 @@ impl CutoverActivities {
             let platform = self.platform(req.platform.as_ref()).await?;
             platform.verify(&req.color, &req.services).await
         })
+        .await
+    }
+
+    #[activity(name = names::SET_WEIGHTS)]
+    pub async fn set_weights(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: WeightsRequest,
+    ) -> Result<WeightsResult, ActivityError> {
+        act(async {
+            let platform = self.platform(req.platform.as_ref()).await?;
+            let r = platform.set_weights(&req).await?;
+            for w in &r.applied {
+                tracing::info!(service = %w.service, canary = %w.canary_color, percent = w.canary_percent, "weights set");
+            }
+            Ok(r)
+        })
+        .await
+    }
+
+    #[activity(name = names::ANALYZE_CANARY)]
+    pub async fn analyze_canary(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        req: AnalysisRequest,
+    ) -> Result<AnalysisResult, ActivityError> {
+        act(with_heartbeats(&ctx, "analysis", async {
+            let platform = self.platform(req.platform.as_ref()).await?;
+            analysis::analyze(&self.http, &platform, &req).await
+        }))
         .await
     }
 

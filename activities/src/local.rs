@@ -3,11 +3,11 @@
 use crate::error::Failure;
 use localplatform::api::{
     ApiError, Assignment, InstancesSpec, PlatformState, Stats, SwitchRequest as ApiSwitch,
-    SwitchResponse, other_color,
+    SwitchResponse, WeightsRequest as ApiWeights, other_color,
 };
 use proto::{
-    ColorRequest, DeployRequest, MetricsSnapshot, PreflightResult, SeriesCounters, SwitchRequest,
-    SwitchResult,
+    ColorRequest, DeployRequest, MetricsSnapshot, PreflightResult, SeriesCounters, ServiceWeight,
+    SwitchRequest, SwitchResult, WeightsRequest, WeightsResult,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -313,5 +313,42 @@ impl LocalPlatform {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    /// Canary weights for every named service in one route-table swap, read back after.
+    pub async fn set_weights(&self, req: &WeightsRequest) -> Result<WeightsResult, Failure> {
+        let mut body = ApiWeights {
+            request_id: req.request_id.clone(),
+            weights: BTreeMap::new(),
+        };
+        for w in &req.weights {
+            if w.canary_percent > 100 {
+                return Err(Failure::InvalidInput(format!(
+                    "{}: canary weight {}% is more than 100%",
+                    w.service, w.canary_percent
+                )));
+            }
+            let mut m = BTreeMap::new();
+            m.insert(w.canary_color.clone(), w.canary_percent);
+            *m.entry(w.stable_color.clone()).or_insert(0) += 100 - w.canary_percent;
+            body.weights.insert(w.service.clone(), m);
+        }
+        let _: SwitchResponse = self
+            .send(reqwest::Method::PUT, "/v1/weights", &body)
+            .await?;
+        let state = self.state().await?;
+        let applied = req
+            .weights
+            .iter()
+            .map(|w| ServiceWeight {
+                canary_percent: state
+                    .services
+                    .get(&w.service)
+                    .and_then(|s| s.weights.get(&w.canary_color).copied())
+                    .unwrap_or(0),
+                ..w.clone()
+            })
+            .collect();
+        Ok(WeightsResult { applied })
     }
 }

@@ -169,9 +169,7 @@ impl Platform {
     /// Canary weights (Kubernetes: HTTPRoute or VirtualService), read back after the change.
     pub async fn set_weights(&self, req: &WeightsRequest) -> Result<WeightsResult, Failure> {
         match self {
-            Platform::Local(_) => Err(Failure::UnsupportedPlatform(
-                "canary weights on the local platform arrive with the gradual shift".into(),
-            )),
+            Platform::Local(p) => p.set_weights(req).await,
             Platform::Kubernetes(p) => p.set_weights(req).await,
         }
     }

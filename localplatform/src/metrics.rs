@@ -26,6 +26,15 @@ pub struct Red {
 }
 
 impl Red {
+    /// Creates the series of a service and colour at 0 (exported before any request).
+    pub fn touch(&self, service: &str, color: &str) {
+        self.series
+            .lock()
+            .unwrap()
+            .entry((service.to_owned(), color.to_owned()))
+            .or_default();
+    }
+
     pub fn record(&self, service: &str, color: &str, code: u16, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let mut map = self.series.lock().unwrap();
@@ -74,7 +83,17 @@ impl Red {
         out.push_str("# HELP http_requests_total HTTP requests served, by service, colour and status code.\n");
         out.push_str("# TYPE http_requests_total counter\n");
         for ((service, color), s) in map.iter() {
+            // The 200 and 500 series exist from the first request on, at 0 until counted: a
+            // counter that appears with its first error is invisible to rate() until a second
+            // one, and a canary's first errors must count.
+            let mut codes: std::collections::BTreeMap<String, u64> =
+                [("200".to_owned(), 0), ("500".to_owned(), 0)]
+                    .into_iter()
+                    .collect();
             for (code, n) in &s.by_code {
+                codes.insert(code.to_string(), *n);
+            }
+            for (code, n) in &codes {
                 let _ = writeln!(
                     out,
                     "http_requests_total{{service=\"{service}\",color=\"{color}\",code=\"{code}\"}} {n}"

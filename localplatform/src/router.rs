@@ -122,10 +122,18 @@ impl Router {
                     .collect(),
             );
         }
+        // Every service and colour is exported from the start, at 0: a canary's first errors
+        // then show up in rate() at the next scrape.
+        let red = Red::default();
+        for name in routes.keys() {
+            for c in COLORS {
+                red.touch(name, c);
+            }
+        }
         Arc::new(Self {
             services: routes,
             table: RwLock::new(Arc::new(table)),
-            red: Red::default(),
+            red,
             client,
             journal: Mutex::new(Journal::default()),
         })

@@ -8,11 +8,13 @@
 //! - [`cluster`]: a real Kubernetes control plane (etcd, kube-apiserver, controller manager,
 //!   scheduler, kwok), one per test process, a namespace per test.
 //! - [`db`]: a throwaway PostgreSQL 15 server and an S3-compatible server (s3s-fs).
+//! - [`prom`]: a real Prometheus scraping the platform (and the worker), stoppable.
 //! - [`faultproxy`]: a fake, named as such — injects API-server faults (409, 5xx, hangs).
 
 pub mod cluster;
 pub mod db;
 pub mod faultproxy;
+pub mod prom;
 
 use localplatform::api::{JournalEntry, PlatformState};
 use std::collections::BTreeMap;

@@ -122,6 +122,19 @@ const T: &str = "SET lock_timeout = '2s';\nSET statement_timeout = '30s';\n";
 #[test]
 fn expand_then_contract_with_a_verified_backup_and_a_readable_version() {
     let env = MigEnv::start("phases", &repo().join("db/migrations"), "down", &[]);
+    let plan = env.cli(&["migrate", "plan", "staging"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    assert!(plan.stdout.contains("current version: 0"), "{plan:?}");
+    assert!(
+        plan.stdout.contains(
+            "expand (before the switch):   [20261101000001, 20261102000001, 20261103000001]"
+        ),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout.contains("contract (after retirement): not yet"),
+        "{plan:?}"
+    );
     let run = env.cli(&[
         "migrate",
         "run",

@@ -1,6 +1,6 @@
 //! Replays recorded histories (tests/fixtures/*.json) against the current workflow code, so a
 //! change that would break an in-flight deployment fails CI. Re-record with
-//! `CUTOVER_RECORD_FIXTURES=1 cargo test -p tests --test deploy --test migrations`.
+//! `CUTOVER_RECORD_FIXTURES=1 cargo test -p tests --test deploy --test migrations --test canary`.
 
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -29,6 +29,8 @@ async fn recorded_histories_replay_without_nondeterminism() {
         "deploy_with_migrations.json",
         "migrate_contract.json",
         "migrate_reverted.json",
+        "canary_promoted.json",
+        "canary_rolled_back.json",
     ] {
         assert!(
             names.iter().any(|n| n == required),
@@ -43,6 +45,8 @@ async fn recorded_histories_replay_without_nondeterminism() {
             .register_workflow::<workflows::RollbackWorkflow>()
             .unwrap()
             .register_workflow::<workflows::MigrateWorkflow>()
+            .unwrap()
+            .register_workflow::<workflows::ShiftWorkflow>()
             .unwrap()
             .build(),
     )

@@ -105,6 +105,8 @@ pub struct DeployArgs {
     pub deployment_id: Option<String>,
     pub wait: bool,
     pub task_queue: String,
+    /// blue-green (default) or canary.
+    pub strategy: String,
 }
 
 pub fn build_deploy_request(cfg: &Config, a: &DeployArgs) -> Result<DeployRequest, CmdError> {
@@ -117,6 +119,17 @@ pub fn build_deploy_request(cfg: &Config, a: &DeployArgs) -> Result<DeployReques
 pub async fn deploy(settings: &Settings, cfg: &Config, a: DeployArgs) -> CmdResult {
     // Everything is checked before the workflow starts: bad input has no side effect.
     let req = build_deploy_request(cfg, &a)?;
+    match a.strategy.as_str() {
+        "blue-green" => {}
+        "canary" => {
+            return crate::canary_cmd::start(settings, cfg, &req, &a.task_queue, a.wait).await;
+        }
+        other => {
+            return Err(CmdError::usage(format!(
+                "--strategy {other:?}: expected blue-green or canary"
+            )));
+        }
+    }
     let client = settings
         .connect(&format!("cutover-cli:{}", a.requested_by))
         .await?;

@@ -141,6 +141,51 @@ pub struct Environment {
     pub replicas: BTreeMap<String, u32>,
     /// The environment's JTS database and its migrations.
     pub database: Option<DatabaseCfg>,
+    /// Gradual traffic shift (`cutover deploy ENV --strategy canary`).
+    #[serde(default)]
+    pub canary: CanaryCfg,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanaryCfg {
+    /// Canary weights in percent, in order; the last must be 100.
+    pub steps: Vec<u32>,
+    pub step_hold_secs: u64,
+    pub analysis_interval_ms: u64,
+    /// How far the observed share may be from the target before a step's clock starts.
+    pub share_tolerance_pct: u32,
+    /// Inconclusive analysis holds; after this long it rolls back.
+    pub inconclusive_hold_secs: u64,
+    /// "local" (the local router's counters) or "prometheus".
+    pub provider: String,
+    pub prometheus_url: String,
+    pub window_secs: u64,
+    /// PromQL templates ({service}, {color}, {window}); empty: defaults.
+    pub requests_query: String,
+    pub errors_query: String,
+    pub p95_query: String,
+    /// Ask for an approval before this step (0: never).
+    pub approval_at_percent: u32,
+}
+
+impl Default for CanaryCfg {
+    fn default() -> Self {
+        Self {
+            steps: vec![10, 25, 50, 75, 100],
+            step_hold_secs: 60,
+            analysis_interval_ms: 10_000,
+            share_tolerance_pct: 5,
+            inconclusive_hold_secs: 300,
+            provider: "local".into(),
+            prometheus_url: String::new(),
+            window_secs: 30,
+            requests_query: String::new(),
+            errors_query: String::new(),
+            p95_query: String::new(),
+            approval_at_percent: 0,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -476,6 +521,41 @@ impl Config {
                     );
                 }
             }
+            let c = &e.canary;
+            if c.steps.last() != Some(&100)
+                || c.steps.windows(2).any(|w| w[0] >= w[1])
+                || c.steps.iter().any(|p| *p == 0 || *p > 100)
+            {
+                return Err(self.invalid(
+                    key("canary.steps"),
+                    format!(
+                        "{:?}: increasing percentages from 1 to 100, ending at 100",
+                        c.steps
+                    ),
+                ));
+            }
+            if !["local", "prometheus"].contains(&c.provider.as_str()) {
+                return Err(self.invalid(
+                    key("canary.provider"),
+                    format!("{:?}: expected \"local\" or \"prometheus\"", c.provider),
+                ));
+            }
+            if c.provider == "prometheus"
+                && url::Url::parse(&c.prometheus_url)
+                    .map(|u| u.scheme() == "http" || u.scheme() == "https")
+                    != Ok(true)
+            {
+                return Err(self.invalid(
+                    key("canary.prometheus_url"),
+                    format!("{:?} is not an http(s) URL", c.prometheus_url),
+                ));
+            }
+            if c.approval_at_percent != 0 && !c.steps.contains(&c.approval_at_percent) {
+                return Err(self.invalid(
+                    key("canary.approval_at_percent"),
+                    format!("{} is not one of the steps", c.approval_at_percent),
+                ));
+            }
             let t = &e.thresholds;
             if !(0.0..=1.0).contains(&t.max_error_ratio) {
                 return Err(self.invalid(
@@ -588,6 +668,37 @@ impl Config {
             },
             ingress_host: host,
         }
+    }
+
+    /// The GradualShift workflow's input for a release.
+    pub fn shift_request(&self, d: &DeployRequest) -> Result<proto::ShiftRequest, String> {
+        let env = self.environment(&d.environment)?;
+        let c = &env.canary;
+        Ok(proto::ShiftRequest {
+            deployment_id: d.deployment_id.clone(),
+            environment: d.environment.clone(),
+            revision: d.revision.clone(),
+            requested_by: d.requested_by.clone(),
+            platform: d.platform.clone(),
+            services: d.services.clone(),
+            steps: c.steps.clone(),
+            step_hold_secs: c.step_hold_secs,
+            analysis_interval_ms: c.analysis_interval_ms,
+            share_tolerance_pct: c.share_tolerance_pct,
+            thresholds: d.thresholds,
+            inconclusive_hold_secs: c.inconclusive_hold_secs,
+            provider: Some(proto::AnalysisProvider {
+                kind: c.provider.clone(),
+                prometheus_url: c.prometheus_url.clone(),
+                window_secs: c.window_secs,
+                requests_query: c.requests_query.clone(),
+                errors_query: c.errors_query.clone(),
+                p95_query: c.p95_query.clone(),
+            }),
+            approval_at_percent: c.approval_at_percent,
+            approval: d.approval.clone(),
+            timings: d.timings,
+        })
     }
 
     /// The Migrate workflow's input for an environment: every migration file of the release.

@@ -56,6 +56,10 @@ enum Command {
         /// rejected or aborted, 1 on failure.
         #[arg(long)]
         wait: bool,
+        /// blue-green (switch all four at once) or canary (gradual shift with analysis, steps
+        /// from the environment's `canary` settings).
+        #[arg(long, default_value = "blue-green")]
+        strategy: String,
     },
     /// Approve the deployment waiting at the approval gate.
     Approve(DecisionArgs),
@@ -122,9 +126,42 @@ enum Command {
     /// Kubernetes Secrets from environment variables (as GitHub Actions exposes secrets).
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Controls of a running canary (`deploy --strategy canary`).
+    #[command(subcommand)]
+    Canary(CanaryCommand),
     /// Database migrations: the safety check, the plan, and durable runs with backup.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+}
+
+#[derive(Subcommand)]
+enum CanaryCommand {
+    /// Phase, current weight, last analysis with its figures per service.
+    Status {
+        /// Environment from the configuration file.
+        environment: String,
+        /// Print the full status (every decision) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Skip the remaining holds and promote now (recorded with who and why).
+    Promote(CanaryControl),
+    /// Stop the step's clock (analysis continues; a breach still rolls back).
+    Pause(CanaryControl),
+    /// Restart the step's clock.
+    Resume(CanaryControl),
+}
+
+#[derive(clap::Args)]
+struct CanaryControl {
+    /// Environment from the configuration file.
+    environment: String,
+    /// Why (kept in the history).
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Who.
+    #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
+    by: String,
 }
 
 #[derive(Subcommand)]
@@ -242,9 +279,11 @@ async fn run(cli: Cli) -> commands::CmdResult {
             requested_by,
             deployment_id,
             wait,
+            strategy,
         } => {
             let cfg = load(&cli.config)?;
             let args = DeployArgs {
+                strategy,
                 environment,
                 revision,
                 images,
@@ -309,6 +348,26 @@ async fn run(cli: Cli) -> commands::CmdResult {
         }) => {
             let cfg = load(&cli.config)?;
             worker::k8s::secrets_sync(&cfg, &environment, &name, &keys).await
+        }
+        Command::Canary(c) => {
+            let (verb, ctl) = match c {
+                CanaryCommand::Status { environment, json } => {
+                    return worker::canary_cmd::status(&settings, &environment, json).await;
+                }
+                CanaryCommand::Promote(c) => ("promote", c),
+                CanaryCommand::Pause(c) => ("pause", c),
+                CanaryCommand::Resume(c) => ("resume", c),
+            };
+            worker::canary_cmd::control(
+                &settings,
+                &ctl.environment,
+                verb,
+                proto::ShiftControl {
+                    by: ctl.by,
+                    reason: ctl.reason,
+                },
+            )
+            .await
         }
         Command::Migrate(m) => match m {
             MigrateCommand::Check { dir, format } => {

@@ -77,6 +77,8 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
         .map_err(|e| e.to_string())?
         .register_workflow::<workflows::MigrateWorkflow>()
         .map_err(|e| e.to_string())?
+        .register_workflow::<workflows::ShiftWorkflow>()
+        .map_err(|e| e.to_string())?
         .register_activities(activities::CutoverActivities::new())
         .build();
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| e.to_string())?;

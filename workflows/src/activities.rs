@@ -4,9 +4,10 @@
 
 use crate::names;
 use proto::{
-    ApplyRequest, ApplyResult, BackupResult, CheckReport, CheckRequest, CheckSummary, ColorRequest,
-    DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification, PreflightResult,
-    RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult, VerifyReport, WindowCheckRequest,
+    AnalysisRequest, AnalysisResult, ApplyRequest, ApplyResult, BackupResult, CheckReport,
+    CheckRequest, CheckSummary, ColorRequest, DeployRequest, MetricsSnapshot, MigratePlan,
+    MigrateRequest, Notification, PreflightResult, RestoreRequest, RollbackRequest, SwitchRequest,
+    SwitchResult, VerifyReport, WeightsRequest, WeightsResult, WindowCheckRequest,
 };
 use temporalio_macros::activity_definitions;
 use temporalio_sdk::activities::ActivityError;
@@ -75,6 +76,18 @@ impl CutoverActivities {
     /// Reads the live colour for a rollback that was not told where to go.
     #[activity(name = names::READ_ACTIVE)]
     pub fn read_active(_: RollbackRequest) -> Result<PreflightResult, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Sets every named service's canary weight in one step; returns what the platform holds.
+    #[activity(name = names::SET_WEIGHTS)]
+    pub fn set_weights(_: WeightsRequest) -> Result<WeightsResult, ActivityError> {
+        unimplemented!()
+    }
+
+    /// One analysis of live canary traffic (local router counters or Prometheus).
+    #[activity(name = names::ANALYZE_CANARY)]
+    pub fn analyze_canary(_: AnalysisRequest) -> Result<AnalysisResult, ActivityError> {
         unimplemented!()
     }
 

@@ -15,8 +15,10 @@ pub mod migrate;
 pub mod names;
 pub mod options;
 pub mod rollback;
+pub mod shift;
 pub mod time;
 
 pub use deploy::DeployWorkflow;
 pub use migrate::MigrateWorkflow;
 pub use rollback::RollbackWorkflow;
+pub use shift::ShiftWorkflow;

@@ -6,6 +6,11 @@ pub const TASK_QUEUE: &str = "cutover";
 pub const DEPLOY_WORKFLOW: &str = "Deploy";
 pub const ROLLBACK_WORKFLOW: &str = "Rollback";
 pub const MIGRATE_WORKFLOW: &str = "Migrate";
+pub const SHIFT_WORKFLOW: &str = "GradualShift";
+
+pub const PAUSE_SIGNAL: &str = "pause";
+pub const RESUME_SIGNAL: &str = "resume";
+pub const PROMOTE_UPDATE: &str = "promote";
 
 pub const APPROVE_UPDATE: &str = "approve";
 pub const REJECT_UPDATE: &str = "reject";
@@ -25,6 +30,8 @@ pub const CHECK_WINDOW: &str = "check_window";
 pub const VERIFY_ACTIVE: &str = "verify_active";
 pub const NOTIFY: &str = "notify";
 pub const READ_ACTIVE: &str = "read_active";
+pub const SET_WEIGHTS: &str = "set_weights";
+pub const ANALYZE_CANARY: &str = "analyze_canary";
 pub const MIGRATE_PLAN: &str = "migrate_plan";
 pub const MIGRATE_CHECK: &str = "migrate_check";
 pub const BACKUP_DATABASE: &str = "backup_database";

@@ -83,3 +83,12 @@ pub fn backup() -> ActivityOptions {
         .retry_policy(retry(5))
         .build()
 }
+
+/// One canary analysis: a few queries; a lost worker is noticed within the heartbeat timeout
+/// and the analysis runs again on another attempt.
+pub fn analysis() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(20))
+        .heartbeat_timeout(Duration::from_secs(3))
+        .retry_policy(retry(5))
+        .build()
+}

@@ -1,0 +1,95 @@
+//! A real Prometheus (Debian `prometheus`) scraping given targets every second; stoppable and
+//! restartable on the same port and data folder.
+
+use crate::{die_with_parent, free_port, wait_until};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+pub struct Prometheus {
+    child: Option<Child>,
+    pub port: u16,
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl Prometheus {
+    /// `targets`: host:port of /metrics endpoints, each its own job.
+    pub fn start(dir: &Path, targets: &[(&str, &str)]) -> Self {
+        let dir = dir.join("prometheus");
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let mut cfg = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+        );
+        for (job, target) in targets {
+            cfg.push_str(&format!(
+                "  - job_name: {job}\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{target}']\n"
+            ));
+        }
+        std::fs::write(dir.join("prometheus.yml"), cfg).unwrap();
+        let port = free_port();
+        let mut p = Self {
+            child: None,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        p.spawn();
+        p
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.join("prometheus.log")).unwrap();
+        let mut cmd = Command::new("prometheus");
+        cmd.arg(format!(
+            "--config.file={}",
+            self.dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            self.dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        die_with_parent(&mut cmd);
+        self.child = Some(
+            cmd.spawn()
+                .expect("prometheus starts (Debian package prometheus)"),
+        );
+        let url = format!("127.0.0.1:{}", self.port);
+        wait_until("prometheus ready", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&url).is_ok()
+        });
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// An instant query's JSON answer.
+    pub fn query(&self, q: &str) -> serde_json::Value {
+        let client = crate::blocking::Client::new();
+        let url = format!(
+            "{}/api/v1/query?query={}",
+            self.url,
+            q.bytes()
+                .map(|b| if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                })
+                .collect::<String>()
+        );
+        client.get_json(&url)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
