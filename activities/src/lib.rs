@@ -14,6 +14,7 @@ pub mod local;
 pub mod migrations;
 pub mod notify;
 pub mod platform;
+pub mod telemetry;
 
 use error::Failure;
 use platform::Platform;
@@ -282,6 +283,7 @@ impl CutoverActivities {
             let platform = self.platform(req.platform.as_ref()).await?;
             let r = platform.set_weights(&req).await?;
             for w in &r.applied {
+                telemetry::on_weight(&req.environment, &w.service, w.canary_percent);
                 tracing::info!(service = %w.service, canary = %w.canary_color, percent = w.canary_percent, "weights set");
             }
             Ok(r)
@@ -297,7 +299,17 @@ impl CutoverActivities {
     ) -> Result<AnalysisResult, ActivityError> {
         act(with_heartbeats(&ctx, "analysis", async {
             let platform = self.platform(req.platform.as_ref()).await?;
-            analysis::analyze(&self.http, &platform, &req).await
+            let r = analysis::analyze(&self.http, &platform, &req).await?;
+            for a in &r.services {
+                telemetry::on_analysis(
+                    &req.environment,
+                    &a.service,
+                    a.error_ratio,
+                    a.p95_ms,
+                    a.canary_requests,
+                );
+            }
+            Ok(r)
         }))
         .await
     }
@@ -401,6 +413,7 @@ impl CutoverActivities {
         _ctx: ActivityContext,
         n: Notification,
     ) -> Result<(), ActivityError> {
+        telemetry::on_event(&n.environment, &n.deployment_id, &n.event);
         act(async {
             match &self.webhook {
                 Some(url) => notify::post(&self.http, url, &n).await,

@@ -728,6 +728,7 @@ fn canary_weights_through_httproute_and_virtualservice_read_back_as_set() {
                         platform: Some(target.clone()),
                         weights: weights.clone(),
                         request_id: format!("w-{percent}"),
+                        environment: "staging".into(),
                     })
                     .await
                     .unwrap();

@@ -32,8 +32,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the worker: executes Deploy and Rollback workflows and their activities.
-    /// Reads the Slack-compatible webhook URL from CUTOVER_SLACK_WEBHOOK_URL.
+    /// Run the worker: executes the Deploy, Rollback, GradualShift and Migrate workflows and
+    /// their activities. Reads the Slack-compatible webhook URL from CUTOVER_SLACK_WEBHOOK_URL;
+    /// serves deployment metrics (Prometheus text, /metrics) on CUTOVER_METRICS_ADDR when set.
     Worker,
     /// Start a deployment of all services to an environment; prints the workflow id.
     Deploy {

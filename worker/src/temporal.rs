@@ -81,6 +81,37 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
         .map_err(|e| e.to_string())?
         .register_activities(activities::CutoverActivities::new())
         .build();
+    // The worker's deployment metrics, when CUTOVER_METRICS_ADDR names an address (host:port).
+    if let Ok(addr) = std::env::var("CUTOVER_METRICS_ADDR")
+        && !addr.is_empty()
+    {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| format!("CUTOVER_METRICS_ADDR {addr}: {e}"))?;
+        println!(
+            "metrics on http://{}/metrics",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        let (_never, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _keep = _never;
+            localplatform::http::serve(
+                listener,
+                |req: hyper::Request<hyper::body::Incoming>| async move {
+                    if req.uri().path() == "/metrics" {
+                        localplatform::http::text(
+                            hyper::StatusCode::OK,
+                            activities::telemetry::render(),
+                        )
+                    } else {
+                        localplatform::http::text(hyper::StatusCode::NOT_FOUND, "see /metrics")
+                    }
+                },
+                stop,
+            )
+            .await;
+        });
+    }
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| e.to_string())?;
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {

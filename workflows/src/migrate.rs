@@ -126,7 +126,7 @@ impl MigrateWorkflow {
         Self::notify(
             ctx,
             req,
-            "failed",
+            "migration_failed",
             format!(
                 "migration of {} failed and was {outcome}: {reason}",
                 req.environment

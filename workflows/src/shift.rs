@@ -120,6 +120,7 @@ impl ShiftWorkflow {
                 })
                 .collect(),
             request_id: id,
+            environment: req.environment.clone(),
         }
     }
 
@@ -143,6 +144,7 @@ impl ShiftWorkflow {
             thresholds: req.thresholds,
             baseline_canary: base_c.clone(),
             baseline_stable: base_s.clone(),
+            environment: req.environment.clone(),
         };
         match ctx
             .execute_activity(Act::analyze_canary, a, options::analysis())
