@@ -161,6 +161,13 @@ impl Temporal {
         wait_until("Temporal to listen", Duration::from_secs(30), || {
             std::net::TcpStream::connect(&addr).is_ok()
         });
+        // Listening is not serving: wait until the frontend reports healthy.
+        wait_until("Temporal to be healthy", Duration::from_secs(30), || {
+            Command::new(temporal_cli())
+                .args(["operator", "cluster", "health", "--address", &addr])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
     }
 
     pub fn address(&self) -> String {

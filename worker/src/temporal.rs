@@ -69,7 +69,21 @@ impl Settings {
 pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), String> {
     let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| e.to_string())?;
     let identity = format!("cutover-worker@{}", std::process::id());
-    let client = settings.connect(&identity).await?;
+    // Temporal may still be starting (or restarting): keep trying for two minutes rather than
+    // exit, so a worker started alongside the server comes up with it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut wait = std::time::Duration::from_millis(200);
+    let client = loop {
+        match settings.connect(&identity).await {
+            Ok(c) => break c,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "Temporal not reachable yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let options = WorkerOptions::new(task_queue)
         .register_workflow::<workflows::DeployWorkflow>()
         .map_err(|e| e.to_string())?
