@@ -305,13 +305,7 @@ pub async fn decide(
 
 /// The innermost message of an error chain (what the validator or server said).
 pub fn root_message(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        msg = c.to_string();
-        cur = c.source();
-    }
-    msg
+    workflows::failures::innermost(e)
 }
 
 pub async fn abort(

@@ -39,3 +39,15 @@ pub const NON_RETRYABLE: [&str; 8] = [
     FORBIDDEN,
     MIGRATION_FAILED,
 ];
+
+/// The innermost message of an error chain (an activity or child failure wraps the cause the
+/// person needs to read).
+pub fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        msg = c.to_string();
+        cur = c.source();
+    }
+    msg
+}

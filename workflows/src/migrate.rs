@@ -33,16 +33,7 @@ fn failed(reason: String) -> temporalio_sdk::WorkflowTermination {
         .into()
 }
 
-/// The innermost message of an activity failure.
-fn why(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        msg = c.to_string();
-        cur = c.source();
-    }
-    msg
-}
+use crate::failures::innermost as why;
 
 impl MigrateWorkflow {
     fn event(ctx: &WorkflowContext<Self>, text: String) {

@@ -48,15 +48,7 @@ fn terminal(reason: String, type_name: &str) -> temporalio_sdk::WorkflowTerminat
         .into()
 }
 
-fn why(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        msg = c.to_string();
-        cur = c.source();
-    }
-    msg
-}
+use crate::failures::innermost as why;
 
 fn now<W>(ctx: &WorkflowContext<W>) -> SystemTime {
     ctx.workflow_time().unwrap_or(UNIX_EPOCH)
