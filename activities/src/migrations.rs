@@ -359,53 +359,79 @@ async fn apply_locked(
                 .map_err(|e| db_err("drop an invalid index", e))?;
             }
         }
-        sqlx::raw_sql(audited(timeouts(req, false)))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| db_err("timeouts", e))?;
-        let parsed = pg_query::split_with_parser(&m.up_sql)
-            .map_err(|e| Failure::InvalidInput(format!("{}: {e}", m.file)))?;
-        for stmt in parsed {
-            sqlx::raw_sql(audited(stmt.to_owned()))
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| db_err(&format!("{} failed", m.file), e))?;
-        }
-        sqlx::query(record)
-            .bind(m.version)
-            .bind(&m.name)
-            .bind(&m.checksum)
-            .bind(&req.deployment_id)
-            .bind(started.elapsed().as_millis() as i64)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| db_err("record the migration", e))?;
-    } else {
-        let mut tx = conn.begin().await.map_err(|e| db_err("begin", e))?;
-        sqlx::raw_sql(audited(timeouts(req, true)))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_err("timeouts", e))?;
-        sqlx::raw_sql(audited(m.up_sql.clone()))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_err(&format!("{} failed and was rolled back", m.file), e))?;
-        sqlx::query(record)
-            .bind(m.version)
-            .bind(&m.name)
-            .bind(&m.checksum)
-            .bind(&req.deployment_id)
-            .bind(started.elapsed().as_millis() as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| db_err("record the migration", e))?;
-        tx.commit().await.map_err(|e| db_err("commit", e))?;
     }
+    let record = |elapsed_ms: i64| {
+        sqlx::query(record)
+            .bind(m.version)
+            .bind(&m.name)
+            .bind(&m.checksum)
+            .bind(&req.deployment_id)
+            .bind(elapsed_ms)
+    };
+    run_file(
+        conn,
+        req,
+        &m.up_sql,
+        m.no_transaction,
+        &m.file,
+        started,
+        record,
+    )
+    .await?;
     Ok(ApplyResult {
         version: m.version,
         already_applied: false,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Runs one file's SQL and then its bookkeeping statement (given the milliseconds since
+/// `started`): in one transaction with `SET LOCAL` timeouts, or (`-- no-transaction`) statement
+/// by statement with session timeouts.
+async fn run_file<'q>(
+    conn: &mut PgConnection,
+    req: &MigrateRequest,
+    sql: &str,
+    no_transaction: bool,
+    what: &str,
+    started: Instant,
+    bookkeeping: impl FnOnce(i64) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<(), Failure> {
+    let elapsed = || started.elapsed().as_millis() as i64;
+    if no_transaction {
+        sqlx::raw_sql(audited(timeouts(req, false)))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db_err("timeouts", e))?;
+        let statements = pg_query::split_with_parser(sql)
+            .map_err(|e| Failure::InvalidInput(format!("{what}: {e}")))?;
+        for stmt in statements {
+            sqlx::raw_sql(audited(stmt.to_owned()))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| db_err(&format!("{what} failed"), e))?;
+        }
+        bookkeeping(elapsed())
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db_err("record the migration", e))?;
+        return Ok(());
+    }
+    let mut tx = conn.begin().await.map_err(|e| db_err("begin", e))?;
+    sqlx::raw_sql(audited(timeouts(req, true)))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err("timeouts", e))?;
+    sqlx::raw_sql(audited(sql.to_owned()))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err(&format!("{what} failed and was rolled back"), e))?;
+    bookkeeping(elapsed())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db_err("record the migration", e))?;
+    tx.commit().await.map_err(|e| db_err("commit", e))?;
+    Ok(())
 }
 
 /// Runs one migration's down file and forgets it, in one transaction; nothing when it is not
@@ -427,43 +453,19 @@ pub async fn revert(req: &ApplyRequest, beat: &mut impl FnMut(&str)) -> Result<b
             .lines()
             .take_while(|l| l.starts_with("--"))
             .any(|l| l.trim() == "-- no-transaction");
-        if down_no_tx {
-            sqlx::raw_sql(audited(timeouts(m_req, false)))
-                .execute(&mut conn)
-                .await
-                .map_err(|e| db_err("timeouts", e))?;
-            for stmt in pg_query::split_with_parser(&m.down_sql)
-                .map_err(|e| Failure::InvalidInput(format!("down of {}: {e}", m.file)))?
-            {
-                sqlx::raw_sql(audited(stmt.to_owned()))
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| db_err(&format!("down of {} failed", m.file), e))?;
-            }
-            sqlx::query("DELETE FROM schema_migrations WHERE version = $1")
-                .bind(m.version)
-                .execute(&mut conn)
-                .await
-                .map_err(|e| db_err("forget the migration", e))?;
-        } else {
-            let mut tx = conn.begin().await.map_err(|e| db_err("begin", e))?;
-            sqlx::raw_sql(audited(timeouts(m_req, true)))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db_err("timeouts", e))?;
-            sqlx::raw_sql(audited(m.down_sql.clone()))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    db_err(&format!("down of {} failed and was rolled back", m.file), e)
-                })?;
-            sqlx::query("DELETE FROM schema_migrations WHERE version = $1")
-                .bind(m.version)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db_err("forget the migration", e))?;
-            tx.commit().await.map_err(|e| db_err("commit", e))?;
-        }
+        let forget =
+            |_| sqlx::query("DELETE FROM schema_migrations WHERE version = $1").bind(m.version);
+        let what = format!("down of {}", m.file);
+        run_file(
+            &mut conn,
+            m_req,
+            &m.down_sql,
+            down_no_tx,
+            &what,
+            Instant::now(),
+            forget,
+        )
+        .await?;
         Ok::<bool, Failure>(true)
     }
     .await;

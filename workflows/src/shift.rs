@@ -50,6 +50,10 @@ fn terminal(reason: String, type_name: &str) -> temporalio_sdk::WorkflowTerminat
 
 use crate::failures::innermost as why;
 
+fn aborted(a: &AbortRequest) -> String {
+    format!("aborted by {}: {}", a.by, a.reason)
+}
+
 fn now<W>(ctx: &WorkflowContext<W>) -> SystemTime {
     ctx.workflow_time().unwrap_or(UNIX_EPOCH)
 }
@@ -393,15 +397,8 @@ impl ShiftWorkflow {
         Self::phase(ctx, "shifting");
         'steps: for (i, pct) in steps.iter().copied().enumerate() {
             if let Some(Stop::Abort(a)) = Self::stop(ctx) {
-                return Self::roll_back(
-                    ctx,
-                    &stable,
-                    &canary,
-                    format!("aborted by {}: {}", a.by, a.reason),
-                    now(ctx),
-                    "aborted",
-                )
-                .await;
+                return Self::roll_back(ctx, &stable, &canary, aborted(&a), now(ctx), "aborted")
+                    .await;
             }
             if matches!(Self::stop(ctx), Some(Stop::Promote)) {
                 break 'steps;
@@ -423,7 +420,7 @@ impl ShiftWorkflow {
                         ctx,
                         &stable,
                         &canary,
-                        format!("aborted by {}: {}", a.by, a.reason),
+                        aborted(&a),
                         now(ctx),
                         "aborted",
                     )
@@ -487,7 +484,7 @@ impl ShiftWorkflow {
                                 ctx,
                                 &stable,
                                 &canary,
-                                format!("aborted by {}: {}", a.by, a.reason),
+                                aborted(&a),
                                 now(ctx),
                                 "aborted",
                             )
