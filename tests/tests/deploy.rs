@@ -174,6 +174,25 @@ fn approvals_are_validated_and_a_second_deploy_is_refused() {
         "{}",
         second.stderr
     );
+    // The same deployment started again (a CI retry, a start RPC whose answer was lost) is the
+    // same deployment: no refusal, no second run.
+    let again = env.cli(&[
+        "deploy",
+        "staging",
+        "--revision",
+        "v2",
+        "--as",
+        "alice",
+        "--deployment-id",
+        &id,
+    ]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stderr.contains("already started"), "{again:?}");
+    assert_eq!(
+        again.field("run_id"),
+        started.field("run_id"),
+        "{again:?} vs {started:?}"
+    );
 
     let approve = |who: &str, dep: &str, rev: &str| {
         env.cli(&[

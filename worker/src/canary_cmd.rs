@@ -32,19 +32,34 @@ pub async fn start(
             req.revision, req.environment, req.deployment_id
         ))
         .build();
-    let handle = client
-        .start_workflow(ShiftWorkflow::run, shift, opts)
-        .await
-        .map_err(|e| match e {
-            temporalio_client::errors::WorkflowStartError::AlreadyStarted { .. } => {
-                CmdError::failed(format!(
-                    "refused: a deployment is already running in {} as workflow {workflow_id}; wait for it, or `cutover abort {}`",
-                    req.environment, req.environment
-                ))
+    let handle = client.get_workflow_handle::<ShiftWorkflow>(workflow_id.clone());
+    let run_id = match client.start_workflow(ShiftWorkflow::run, shift, opts).await {
+        Ok(h) => h.run_id().map(str::to_owned).unwrap_or_default(),
+        Err(temporalio_client::errors::WorkflowStartError::AlreadyStarted { run_id, .. }) => {
+            // The same deployment id means this very request already started it (a start RPC
+            // retried after its answer was lost, or the command re-run): starting is idempotent.
+            match status_of(&client, &req.environment).await {
+                Ok(s) if s.deployment_id == req.deployment_id && s.outcome.is_empty() => {
+                    eprintln!(
+                        "cutover: canary {} was already started (phase {}); following it",
+                        s.deployment_id, s.phase
+                    );
+                    run_id.unwrap_or_default()
+                }
+                _ => {
+                    return Err(CmdError::failed(format!(
+                        "refused: a deployment is already running in {} as workflow {workflow_id}; wait for it, or `cutover abort {}`",
+                        req.environment, req.environment
+                    )));
+                }
             }
-            other => CmdError::failed(format!("cannot start the canary: {other}")),
-        })?;
-    let run_id = handle.run_id().map(str::to_owned).unwrap_or_default();
+        }
+        Err(other) => {
+            return Err(CmdError::failed(format!(
+                "cannot start the canary: {other}"
+            )));
+        }
+    };
     println!("workflow_id: {workflow_id}");
     println!("run_id: {run_id}");
     println!("deployment_id: {}", req.deployment_id);

@@ -141,25 +141,39 @@ pub async fn deploy(settings: &Settings, cfg: &Config, a: DeployArgs) -> CmdResu
             req.revision, req.environment, req.deployment_id
         ))
         .build();
-    let handle = match client
+    let run_id = match client
         .start_workflow(DeployWorkflow::run, req.clone(), opts)
         .await
     {
-        Ok(h) => h,
+        Ok(h) => h.run_id().map(str::to_owned).unwrap_or_default(),
         Err(temporalio_client::errors::WorkflowStartError::AlreadyStarted { run_id, .. }) => {
-            let detail = match running_status(&client, &a.environment).await {
-                Some(s) => format!(
-                    "deployment {} of {} requested by {} (phase {})",
-                    s.deployment_id, s.revision, s.requested_by, s.phase
-                ),
-                None => "another deployment".to_owned(),
-            };
-            return Err(CmdError::failed(format!(
-                "refused: {detail} is already running in {} as workflow {workflow_id} (run {}); wait for it, or `cutover abort {}`",
-                a.environment,
-                run_id.unwrap_or_default(),
-                a.environment
-            )));
+            let running = running_status(&client, &a.environment).await;
+            // The same deployment id means this very request already started it (a start RPC
+            // retried after its answer was lost, or the command re-run): starting is idempotent.
+            if let Some(s) = running
+                .as_ref()
+                .filter(|s| s.deployment_id == req.deployment_id)
+            {
+                eprintln!(
+                    "cutover: deployment {} was already started (phase {}); following it",
+                    s.deployment_id, s.phase
+                );
+                run_id.unwrap_or_default()
+            } else {
+                let detail = match running {
+                    Some(s) => format!(
+                        "deployment {} of {} requested by {} (phase {})",
+                        s.deployment_id, s.revision, s.requested_by, s.phase
+                    ),
+                    None => "another deployment".to_owned(),
+                };
+                return Err(CmdError::failed(format!(
+                    "refused: {detail} is already running in {} as workflow {workflow_id} (run {}); wait for it, or `cutover abort {}`",
+                    a.environment,
+                    run_id.unwrap_or_default(),
+                    a.environment
+                )));
+            }
         }
         Err(e) => {
             return Err(CmdError::failed(format!(
@@ -167,7 +181,6 @@ pub async fn deploy(settings: &Settings, cfg: &Config, a: DeployArgs) -> CmdResu
             )));
         }
     };
-    let run_id = handle.run_id().map(str::to_owned).unwrap_or_default();
     println!("workflow_id: {workflow_id}");
     println!("run_id: {run_id}");
     println!("deployment_id: {}", req.deployment_id);
