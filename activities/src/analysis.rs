@@ -137,7 +137,7 @@ async fn local(platform: &Platform, req: &AnalysisRequest) -> Result<AnalysisRes
 }
 
 /// One instant query; None when Prometheus answers with no sample (missing data).
-async fn instant(http: &reqwest::Client, base: &str, q: &str) -> Result<Option<f64>, String> {
+pub async fn instant(http: &reqwest::Client, base: &str, q: &str) -> Result<Option<f64>, String> {
     let url = url::Url::parse_with_params(
         &format!("{}/api/v1/query", base.trim_end_matches('/')),
         &[("query", q)],
@@ -159,6 +159,12 @@ async fn instant(http: &reqwest::Client, base: &str, q: &str) -> Result<Option<f
             "query failed: {}",
             v["error"].as_str().unwrap_or("unknown error")
         ));
+    }
+    if v["data"]["resultType"] == "scalar" {
+        return Ok(v["data"]["result"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|x| x.is_finite()));
     }
     let Some(sample) = v["data"]["result"].as_array().and_then(|r| r.first()) else {
         return Ok(None);

@@ -25,6 +25,9 @@ pub enum Failure {
     /// A permission the deployment needs is missing (RBAC).
     #[error("{0}")]
     Forbidden(String),
+    /// The environment's circuit breaker blocks deployments.
+    #[error("{0}")]
+    BreakerOpen(String),
     /// Network errors, 5xx answers: worth retrying.
     #[error("{0}")]
     Unavailable(String),
@@ -41,6 +44,7 @@ impl Failure {
             Failure::VerifyFailed(_) => failures::VERIFY_FAILED,
             Failure::Forbidden(_) => failures::FORBIDDEN,
             Failure::MigrationFailed(_) => failures::MIGRATION_FAILED,
+            Failure::BreakerOpen(_) => failures::BREAKER_OPEN,
             Failure::Unavailable(_) => failures::PLATFORM_UNAVAILABLE,
         }
     }
@@ -81,6 +85,7 @@ mod tests {
             Failure::VerifyFailed(String::new()),
             Failure::Forbidden(String::new()),
             Failure::MigrationFailed(String::new()),
+            Failure::BreakerOpen(String::new()),
             Failure::Unavailable(String::new()),
         ];
         for k in kinds {

@@ -7,6 +7,7 @@
 //! - [`notify`]: the Slack-compatible webhook.
 
 pub mod analysis;
+pub mod breaker;
 pub mod checks;
 pub mod error;
 pub mod kubernetes;
@@ -19,10 +20,11 @@ pub mod telemetry;
 use error::Failure;
 use platform::Platform;
 use proto::{
-    AnalysisRequest, AnalysisResult, ApplyRequest, ApplyResult, BackupResult, CheckReport,
-    CheckRequest, CheckSummary, ColorRequest, DeployRequest, MetricsSnapshot, MigratePlan,
-    MigrateRequest, Notification, PreflightResult, RestoreRequest, RollbackRequest, SwitchRequest,
-    SwitchResult, VerifyReport, WeightsRequest, WeightsResult, WindowCheckRequest,
+    AnalysisRequest, AnalysisResult, ApplyRequest, ApplyResult, BackupResult, BreakerProbe,
+    BreakerRequest, BreakerStatus, CheckReport, CheckRequest, CheckSummary, ColorRequest,
+    DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification, PreflightResult,
+    RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult, VerifyReport, WeightsRequest,
+    WeightsResult, WindowCheckRequest,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -101,10 +103,18 @@ impl CutoverActivities {
     #[activity(name = names::PREFLIGHT)]
     pub async fn preflight(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: DeployRequest,
     ) -> Result<PreflightResult, ActivityError> {
         act(async {
+            // The environment's circuit breaker first: while it blocks, nothing starts.
+            let verdict = breaker::check(&ctx.client(), &req.environment).await?;
+            if verdict.blocking {
+                return Err(error::Failure::BreakerOpen(format!(
+                    "the circuit breaker of {} is open: {}",
+                    req.environment, verdict.reason
+                )));
+            }
             self.platform(req.platform.as_ref())
                 .await?
                 .preflight(&req)
@@ -410,10 +420,15 @@ impl CutoverActivities {
     #[activity(name = names::NOTIFY)]
     pub async fn notify(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         n: Notification,
     ) -> Result<(), ActivityError> {
         telemetry::on_event(&n.environment, &n.deployment_id, &n.event);
+        if !n.events.is_empty() {
+            telemetry::on_phases(&n.environment, &n.events, std::time::SystemTime::now());
+        }
+        // Outcomes feed the environment's circuit breaker (its failure streak).
+        breaker::report(&ctx.client(), &n).await;
         act(async {
             match &self.webhook {
                 Some(url) => notify::post(&self.http, url, &n).await,
@@ -421,5 +436,53 @@ impl CutoverActivities {
             }
         })
         .await
+    }
+
+    #[activity(name = names::BREAKER_PROBE)]
+    pub async fn breaker_probe(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: BreakerRequest,
+    ) -> Result<BreakerProbe, ActivityError> {
+        let c = req.config.unwrap_or_default();
+        if let Some(s) = &req.carried {
+            breaker::publish(s);
+        }
+        Ok(breaker::probe(&self.http, &c).await)
+    }
+
+    #[activity(name = names::BREAKER_PUBLISH)]
+    pub async fn breaker_publish(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        s: BreakerStatus,
+    ) -> Result<(), ActivityError> {
+        breaker::publish(&s);
+        let n = Notification {
+            event: if s.blocking {
+                "breaker_open".into()
+            } else {
+                "breaker_closed".into()
+            },
+            environment: s.environment.clone(),
+            text: if s.blocking {
+                format!(
+                    "circuit breaker of {} OPEN: {}",
+                    s.environment,
+                    s.reasons.join("; ")
+                )
+            } else {
+                format!(
+                    "circuit breaker of {} no longer blocks deployments",
+                    s.environment
+                )
+            },
+            ..Default::default()
+        };
+        // A notification failure never fails the breaker.
+        if let Some(url) = &self.webhook {
+            let _ = notify::post(&self.http, url, &n).await;
+        }
+        Ok(())
     }
 }

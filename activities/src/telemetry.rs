@@ -59,6 +59,26 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "gauge",
         "Last canary analysis: canary requests in the window.",
     ),
+    (
+        "cutover_breaker_open",
+        "gauge",
+        "1 while the environment's circuit breaker blocks deployments (open and not overridden).",
+    ),
+    (
+        "cutover_breaker_tripped",
+        "gauge",
+        "1 while the environment's circuit breaker has a reason to be open, overridden or not.",
+    ),
+    (
+        "cutover_breaker_override_active",
+        "gauge",
+        "1 while an override lets deployments through an open breaker.",
+    ),
+    (
+        "cutover_phase_duration_seconds",
+        "gauge",
+        "Duration of each phase of the environment's last deployment, in seconds.",
+    ),
 ];
 
 type Labels = Vec<(&'static str, String)>;
@@ -171,6 +191,61 @@ pub fn on_analysis(environment: &str, service: &str, error_ratio: f64, p95_ms: f
     set("cutover_analysis_error_ratio", l.clone(), error_ratio);
     set("cutover_analysis_p95_seconds", l.clone(), p95_ms / 1000.0);
     set("cutover_analysis_requests", l, requests);
+}
+
+pub fn on_breaker(environment: &str, blocking: bool, open: bool, overridden: bool) {
+    let l: Labels = vec![("environment", environment.to_owned())];
+    set(
+        "cutover_breaker_open",
+        l.clone(),
+        f64::from(u8::from(blocking)),
+    );
+    set(
+        "cutover_breaker_tripped",
+        l.clone(),
+        f64::from(u8::from(open)),
+    );
+    set(
+        "cutover_breaker_override_active",
+        l,
+        f64::from(u8::from(overridden)),
+    );
+}
+
+/// Phase durations of a deployment from its status events (`<rfc3339> phase <name>` lines).
+pub fn on_phases(environment: &str, events: &[String], finished: SystemTime) {
+    let mut marks: Vec<(String, f64)> = Vec::new();
+    for e in events {
+        let Some((at, text)) = e.split_once(' ') else {
+            continue;
+        };
+        let Some(name) = text.strip_prefix("phase ") else {
+            continue;
+        };
+        let Ok(t) = at.parse::<jiff::Timestamp>() else {
+            continue;
+        };
+        marks.push((name.to_owned(), t.as_millisecond() as f64 / 1000.0));
+    }
+    let end = finished
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let mut totals: BTreeMap<String, f64> = BTreeMap::new();
+    for (i, (name, start)) in marks.iter().enumerate() {
+        if name == "done" {
+            continue;
+        }
+        let next = marks.get(i + 1).map_or(end, |m| m.1);
+        *totals.entry(name.clone()).or_default() += (next - start).max(0.0);
+    }
+    for (phase, secs) in totals {
+        set(
+            "cutover_phase_duration_seconds",
+            vec![("environment", environment.to_owned()), ("phase", phase)],
+            secs,
+        );
+    }
 }
 
 /// Prometheus text exposition of every metric (HELP and TYPE even before a first value).

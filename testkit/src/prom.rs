@@ -16,11 +16,21 @@ pub struct Prometheus {
 impl Prometheus {
     /// `targets`: host:port of /metrics endpoints, each its own job.
     pub fn start(dir: &Path, targets: &[(&str, &str)]) -> Self {
+        Self::start_with_rules(dir, targets, "")
+    }
+
+    /// Like `start`, with an alerting/recording rules file (YAML; empty: none), evaluated
+    /// every second.
+    pub fn start_with_rules(dir: &Path, targets: &[(&str, &str)], rules: &str) -> Self {
         let dir = dir.join("prometheus");
         std::fs::create_dir_all(dir.join("data")).unwrap();
-        let mut cfg = String::from(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
-        );
+        let mut cfg = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n");
+        if !rules.is_empty() {
+            let path = dir.join("rules.yml");
+            std::fs::write(&path, rules).unwrap();
+            cfg.push_str(&format!("rule_files:\n  - {}\n", path.display()));
+        }
+        cfg.push_str("scrape_configs:\n");
         for (job, target) in targets {
             cfg.push_str(&format!(
                 "  - job_name: {job}\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{target}']\n"

@@ -1,6 +1,6 @@
 //! Replays recorded histories (tests/fixtures/*.json) against the current workflow code, so a
 //! change that would break an in-flight deployment fails CI. Re-record with
-//! `CUTOVER_RECORD_FIXTURES=1 cargo test -p tests --test deploy --test migrations --test canary`.
+//! `CUTOVER_RECORD_FIXTURES=1 cargo test -p tests --test deploy --test migrations --test canary --test breaker`.
 
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -31,6 +31,8 @@ async fn recorded_histories_replay_without_nondeterminism() {
         "migrate_reverted.json",
         "canary_promoted.json",
         "canary_rolled_back.json",
+        "canary_held_by_breaker.json",
+        "breaker.json",
     ] {
         assert!(
             names.iter().any(|n| n == required),
@@ -47,6 +49,8 @@ async fn recorded_histories_replay_without_nondeterminism() {
             .register_workflow::<workflows::MigrateWorkflow>()
             .unwrap()
             .register_workflow::<workflows::ShiftWorkflow>()
+            .unwrap()
+            .register_workflow::<workflows::BreakerWorkflow>()
             .unwrap()
             .build(),
     )

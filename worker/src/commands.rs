@@ -119,6 +119,19 @@ pub fn build_deploy_request(cfg: &Config, a: &DeployArgs) -> Result<DeployReques
 pub async fn deploy(settings: &Settings, cfg: &Config, a: DeployArgs) -> CmdResult {
     // Everything is checked before the workflow starts: bad input has no side effect.
     let req = build_deploy_request(cfg, &a)?;
+    if !["blue-green", "canary"].contains(&a.strategy.as_str()) {
+        return Err(CmdError::usage(format!(
+            "--strategy {:?}: expected blue-green or canary",
+            a.strategy
+        )));
+    }
+    // The environment's circuit breaker: while it blocks, nothing starts.
+    {
+        let client = settings
+            .connect(&format!("cutover-cli:{}", a.requested_by))
+            .await?;
+        crate::breaker_cmd::gate(&client, cfg, &a.environment, &a.task_queue).await?;
+    }
     match a.strategy.as_str() {
         "blue-green" => {}
         "canary" => {

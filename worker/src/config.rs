@@ -144,6 +144,65 @@ pub struct Environment {
     /// Gradual traffic shift (`cutover deploy ENV --strategy canary`).
     #[serde(default)]
     pub canary: CanaryCfg,
+    /// The environment's circuit breaker (`cutover breaker ...`).
+    pub breaker: Option<BreakerCfg>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerCfg {
+    /// IANA time zone of the freeze windows (e.g. "America/New_York").
+    pub timezone: String,
+    /// Recurring freeze windows (market hours): no deployment starts or moves inside them.
+    pub freeze_windows: Vec<FreezeWindowCfg>,
+    /// Prometheus (or Alertmanager) base URL whose firing alerts trip the breaker.
+    pub alerts_url: String,
+    /// "prometheus" (/api/v1/alerts) or "alertmanager" (/api/v2/alerts).
+    pub alerts_api: String,
+    /// Alert names that trip the breaker; empty: any firing alert.
+    pub alerts: Vec<String>,
+    /// Prometheus base URL for the burn-rate query.
+    pub prometheus_url: String,
+    /// PromQL giving the SLO's error-budget burn rate as one number.
+    pub burn_rate_query: String,
+    /// Trips above this burn rate (e.g. 14.4: a 30-day budget gone in 2 days).
+    pub max_burn_rate: f64,
+    /// Failed or rolled-back deployments in a row that trip it (0: never).
+    pub max_consecutive_failures: u32,
+    pub probe_interval_secs: u64,
+    /// The longest override anyone may grant.
+    pub max_override_secs: u64,
+}
+
+impl Default for BreakerCfg {
+    fn default() -> Self {
+        Self {
+            timezone: "UTC".into(),
+            freeze_windows: Vec::new(),
+            alerts_url: String::new(),
+            alerts_api: "prometheus".into(),
+            alerts: Vec::new(),
+            prometheus_url: String::new(),
+            burn_rate_query: String::new(),
+            max_burn_rate: 0.0,
+            max_consecutive_failures: 3,
+            probe_interval_secs: 30,
+            max_override_secs: 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeWindowCfg {
+    pub name: String,
+    /// mon tue wed thu fri sat sun; empty: every day.
+    #[serde(default)]
+    pub days: Vec<String>,
+    /// HH:MM local time.
+    pub start: String,
+    /// HH:MM local time; before `start`: the window crosses midnight.
+    pub end: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -556,6 +615,9 @@ impl Config {
                     format!("{} is not one of the steps", c.approval_at_percent),
                 ));
             }
+            if let Some(b) = &e.breaker {
+                self.check_breaker(env, b)?;
+            }
             let t = &e.thresholds;
             if !(0.0..=1.0).contains(&t.max_error_ratio) {
                 return Err(self.invalid(
@@ -641,6 +703,108 @@ impl Config {
                     .join(", ")
             )
         })
+    }
+
+    fn check_breaker(&self, env: &str, b: &BreakerCfg) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("environments.{env}.breaker.{k}");
+        if let Err(e) = jiff::tz::TimeZone::get(&b.timezone) {
+            return Err(self.invalid(
+                key("timezone"),
+                format!("{:?} is not a known IANA time zone: {e}", b.timezone),
+            ));
+        }
+        const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        for (i, w) in b.freeze_windows.iter().enumerate() {
+            let k = |f: &str| key(&format!("freeze_windows[{i}].{f}"));
+            if w.name.trim().is_empty() {
+                return Err(self.invalid(k("name"), "a window needs a name"));
+            }
+            if let Some(d) = w.days.iter().find(|d| !DAYS.contains(&d.as_str())) {
+                return Err(self.invalid(
+                    k("days"),
+                    format!("{d:?}: expected one of {}", DAYS.join(", ")),
+                ));
+            }
+            for (f, v) in [("start", &w.start), ("end", &w.end)] {
+                activities::breaker::hhmm(v).map_err(|e| self.invalid(k(f), e))?;
+            }
+            if w.start == w.end {
+                return Err(self.invalid(k("end"), "equals start: the window would be empty"));
+            }
+        }
+        let http = |u: &str| {
+            url::Url::parse(u).map(|u| u.scheme() == "http" || u.scheme() == "https") == Ok(true)
+        };
+        if !b.alerts_url.is_empty() && !http(&b.alerts_url) {
+            return Err(self.invalid(
+                key("alerts_url"),
+                format!("{:?} is not an http(s) URL", b.alerts_url),
+            ));
+        }
+        if !["prometheus", "alertmanager"].contains(&b.alerts_api.as_str()) {
+            return Err(self.invalid(
+                key("alerts_api"),
+                format!(
+                    "{:?}: expected \"prometheus\" or \"alertmanager\"",
+                    b.alerts_api
+                ),
+            ));
+        }
+        if !b.alerts.is_empty() && b.alerts_url.is_empty() {
+            return Err(self.invalid(key("alerts"), "alert names need alerts_url"));
+        }
+        if !b.burn_rate_query.is_empty() {
+            if !http(&b.prometheus_url) {
+                return Err(self.invalid(
+                    key("prometheus_url"),
+                    format!(
+                        "{:?} is not an http(s) URL (burn_rate_query needs it)",
+                        b.prometheus_url
+                    ),
+                ));
+            }
+            if !(b.max_burn_rate > 0.0) {
+                return Err(self.invalid(
+                    key("max_burn_rate"),
+                    "burn_rate_query needs a limit above 0 (e.g. 14.4)",
+                ));
+            }
+        }
+        if b.probe_interval_secs == 0 {
+            return Err(self.invalid(key("probe_interval_secs"), "must be at least 1"));
+        }
+        if b.max_override_secs == 0 {
+            return Err(self.invalid(key("max_override_secs"), "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The Breaker workflow's configuration for an environment that has a `breaker` section.
+    pub fn breaker_config(&self, env_name: &str) -> Result<Option<proto::BreakerConfig>, String> {
+        let env = self.environment(env_name)?;
+        Ok(env.breaker.as_ref().map(|b| proto::BreakerConfig {
+            environment: env_name.to_owned(),
+            timezone: b.timezone.clone(),
+            windows: b
+                .freeze_windows
+                .iter()
+                .map(|w| proto::FreezeWindow {
+                    name: w.name.clone(),
+                    days: w.days.clone(),
+                    start: w.start.clone(),
+                    end: w.end.clone(),
+                })
+                .collect(),
+            alerts_url: b.alerts_url.clone(),
+            alerts_api: b.alerts_api.clone(),
+            alerts: b.alerts.clone(),
+            prometheus_url: b.prometheus_url.clone(),
+            burn_rate_query: b.burn_rate_query.clone(),
+            max_burn_rate: b.max_burn_rate,
+            max_consecutive_failures: b.max_consecutive_failures,
+            probe_interval_secs: b.probe_interval_secs,
+            max_override_secs: b.max_override_secs,
+        }))
     }
 
     pub fn platform_target(&self, env: &Environment) -> PlatformTarget {

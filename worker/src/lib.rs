@@ -4,11 +4,13 @@
 //! - [`config`]: `cutover.toml`, validated and resolved into a `DeployRequest`.
 //! - [`image`]: image reference validation.
 //! - [`temporal`]: connection settings from `TEMPORAL_*` and the worker.
+//! - [`breaker_cmd`]: the circuit breaker's commands and the gate `deploy` passes.
 //! - [`canary_cmd`]: the canary strategy and its controls.
 //! - [`commands`]: deploy, approve, reject, abort, status, rollback.
 //! - [`k8s`]: render (a release's Kubernetes manifests) and secrets sync.
 //! - [`migrate_cmd`]: migrate check, plan, status, run, rollback.
 
+pub mod breaker_cmd;
 pub mod canary_cmd;
 pub mod commands;
 pub mod config;

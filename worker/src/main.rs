@@ -54,7 +54,8 @@ enum Command {
         #[arg(long)]
         deployment_id: Option<String>,
         /// Follow progress until the outcome; exit 0 on success, 3 on rollback, 4 when
-        /// rejected or aborted, 1 on failure.
+        /// rejected or aborted, 1 on failure. (Exit 5, with or without --wait: refused by the
+        /// environment's open circuit breaker; nothing was started.)
         #[arg(long)]
         wait: bool,
         /// blue-green (switch all four at once) or canary (gradual shift with analysis, steps
@@ -133,6 +134,57 @@ enum Command {
     /// Database migrations: the safety check, the plan, and durable runs with backup.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// The environment's circuit breaker: while open, `deploy` is refused (exit 5) and a
+    /// running deployment holds (a canary at its step, blue-green before its switch).
+    #[command(subcommand)]
+    Breaker(BreakerCommand),
+}
+
+#[derive(Subcommand)]
+enum BreakerCommand {
+    /// Open or closed, every reason, override, failure streak, last probe, recent audit events.
+    Status {
+        /// Environment from the configuration file.
+        environment: String,
+        /// Print the full status (the audit trail too) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open the breaker by hand until `reset`.
+    Trip(BreakerArgs),
+    /// Clear a manual trip and the failure streak (alerts, burn rate and freezes stay).
+    Reset(BreakerArgs),
+    /// A manual freeze for --for DURATION (or until lifted); --lift ends manual freezes.
+    Freeze {
+        #[command(flatten)]
+        a: BreakerArgs,
+        /// How long, e.g. 90s, 30m, 2h, 1d (default: until lifted).
+        #[arg(long = "for")]
+        for_: Option<String>,
+        /// Lift every manual freeze.
+        #[arg(long)]
+        lift: bool,
+    },
+    /// Let deployments through the open breaker until the expiry (ends on its own).
+    Override {
+        #[command(flatten)]
+        a: BreakerArgs,
+        /// How long, e.g. 30m, 2h (required; at most breaker.max_override_secs).
+        #[arg(long = "for")]
+        for_: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct BreakerArgs {
+    /// Environment from the configuration file.
+    environment: String,
+    /// Why (required; kept in the breaker's audit trail).
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Who.
+    #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
+    by: String,
 }
 
 #[derive(Subcommand)]
@@ -349,6 +401,45 @@ async fn run(cli: Cli) -> commands::CmdResult {
         }) => {
             let cfg = load(&cli.config)?;
             worker::k8s::secrets_sync(&cfg, &environment, &name, &keys).await
+        }
+        Command::Breaker(b) => {
+            let cfg = load(&cli.config)?;
+            let tq = &cli.task_queue;
+            let (verb, a, for_secs, lift) = match b {
+                BreakerCommand::Status { environment, json } => {
+                    return worker::breaker_cmd::status(&settings, &cfg, &environment, tq, json)
+                        .await;
+                }
+                BreakerCommand::Trip(a) => ("trip", a, 0, false),
+                BreakerCommand::Reset(a) => ("reset", a, 0, false),
+                BreakerCommand::Freeze { a, for_, lift } => {
+                    let secs = match for_ {
+                        Some(d) => worker::breaker_cmd::parse_duration(&d)?,
+                        None => 0,
+                    };
+                    ("freeze", a, secs, lift)
+                }
+                BreakerCommand::Override { a, for_ } => (
+                    "override",
+                    a,
+                    worker::breaker_cmd::parse_duration(&for_)?,
+                    false,
+                ),
+            };
+            worker::breaker_cmd::action(
+                &settings,
+                &cfg,
+                &a.environment,
+                tq,
+                verb,
+                proto::BreakerAction {
+                    by: a.by,
+                    reason: a.reason,
+                    for_secs,
+                    lift,
+                },
+            )
+            .await
         }
         Command::Canary(c) => {
             let (verb, ctl) = match c {

@@ -93,6 +93,8 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
         .map_err(|e| e.to_string())?
         .register_workflow::<workflows::ShiftWorkflow>()
         .map_err(|e| e.to_string())?
+        .register_workflow::<workflows::BreakerWorkflow>()
+        .map_err(|e| e.to_string())?
         .register_activities(activities::CutoverActivities::new())
         .build();
     // The worker's deployment metrics, when CUTOVER_METRICS_ADDR names an address (host:port).

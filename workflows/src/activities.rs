@@ -4,10 +4,11 @@
 
 use crate::names;
 use proto::{
-    AnalysisRequest, AnalysisResult, ApplyRequest, ApplyResult, BackupResult, CheckReport,
-    CheckRequest, CheckSummary, ColorRequest, DeployRequest, MetricsSnapshot, MigratePlan,
-    MigrateRequest, Notification, PreflightResult, RestoreRequest, RollbackRequest, SwitchRequest,
-    SwitchResult, VerifyReport, WeightsRequest, WeightsResult, WindowCheckRequest,
+    AnalysisRequest, AnalysisResult, ApplyRequest, ApplyResult, BackupResult, BreakerProbe,
+    BreakerRequest, BreakerStatus, CheckReport, CheckRequest, CheckSummary, ColorRequest,
+    DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification, PreflightResult,
+    RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult, VerifyReport, WeightsRequest,
+    WeightsResult, WindowCheckRequest,
 };
 use temporalio_macros::activity_definitions;
 use temporalio_sdk::activities::ActivityError;
@@ -137,6 +138,19 @@ impl CutoverActivities {
     /// Posts to the Slack-compatible webhook, if one is configured. Never fails a deployment.
     #[activity(name = names::NOTIFY)]
     pub fn notify(_: Notification) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Reads the breaker's sources: firing alerts, the SLO burn rate, the freeze window now
+    /// (in the environment's time zone). Sets the worker's breaker gauge.
+    #[activity(name = names::BREAKER_PROBE)]
+    pub fn breaker_probe(_: BreakerRequest) -> Result<BreakerProbe, ActivityError> {
+        unimplemented!()
+    }
+
+    /// A breaker state change: the worker's gauge and a notification.
+    #[activity(name = names::BREAKER_PUBLISH)]
+    pub fn breaker_publish(_: BreakerStatus) -> Result<(), ActivityError> {
         unimplemented!()
     }
 }

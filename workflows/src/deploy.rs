@@ -14,9 +14,9 @@ use crate::rollback::RollbackWorkflow;
 use crate::time::rfc3339;
 use futures::FutureExt;
 use proto::{
-    AbortRequest, ApprovalDecision, ApprovalRecord, CheckReport, CheckRequest, CheckResult,
-    ColorRequest, DeployRequest, DeployStatus, MetricsSnapshot, Notification, RollbackRequest,
-    ServiceStatus, SwitchRequest, WindowCheckRequest,
+    AbortRequest, ApprovalDecision, ApprovalRecord, BreakerHold, CheckReport, CheckRequest,
+    CheckResult, ColorRequest, DeployRequest, DeployStatus, MetricsSnapshot, Notification,
+    RollbackRequest, ServiceStatus, SwitchRequest, WindowCheckRequest,
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use temporalio_macros::{workflow, workflow_methods};
@@ -34,6 +34,7 @@ pub mod phase {
     pub const STARTING: &str = "starting";
     pub const CHECKING: &str = "checking";
     pub const AWAITING_APPROVAL: &str = "awaiting_approval";
+    pub const HELD: &str = "held";
     pub const SWITCHING: &str = "switching";
     pub const VALIDATING: &str = "validating";
     pub const WARM: &str = "warm";
@@ -63,6 +64,10 @@ pub struct DeployWorkflow {
     status: DeployStatus,
     decision: Option<(bool, ApprovalDecision)>,
     stop: Option<Stop>,
+    /// The environment's circuit breaker holds the switch (the reason), when the run knows
+    /// about breakers (patch `breaker-v1`).
+    breaker: Option<String>,
+    breaker_aware: bool,
 }
 
 fn now<W>(ctx: &WorkflowContext<W>) -> SystemTime {
@@ -146,6 +151,12 @@ impl DeployWorkflow {
             environment: req.environment.clone(),
             deployment_id: req.deployment_id.clone(),
             text,
+            // The final notification carries the events: the worker's phase durations.
+            events: if ctx.state(|s| s.status.phase == phase::DONE) {
+                ctx.state(|s| s.status.events.clone())
+            } else {
+                Vec::new()
+            },
         };
         // A notification failure never fails a deployment.
         if ctx
@@ -379,8 +390,10 @@ impl DeployWorkflow {
         ctx: &mut WorkflowContext<Self>,
         req: DeployRequest,
     ) -> WorkflowResult<DeployStatus> {
+        let breaker_aware = ctx.patched("breaker-v1");
         ctx.state_mut(|s| {
             s.request = req.clone();
+            s.breaker_aware = breaker_aware;
             s.status = DeployStatus {
                 deployment_id: req.deployment_id.clone(),
                 environment: req.environment.clone(),
@@ -603,6 +616,26 @@ impl DeployWorkflow {
                 .await;
             }
             Self::event(ctx, format!("approved by {}", d.approver));
+        }
+
+        // The circuit breaker holds the switch while it blocks (rolling back is never held).
+        if ctx.state(|s| s.breaker_aware && s.breaker.is_some()) {
+            Self::set_phase(ctx, phase::HELD);
+            let _ = ctx
+                .wait_condition(|s| s.breaker.is_none() || s.stop.is_some())
+                .await;
+            if let Some(stop) = Self::stop_requested(ctx) {
+                let (Stop::Abort(a) | Stop::Rollback(a)) = stop;
+                return Self::fail_before_switch(
+                    ctx,
+                    &target,
+                    outcome::ABORTED,
+                    failures::DEPLOYMENT_ABORTED,
+                    format!("aborted by {}: {}", a.by, a.reason),
+                )
+                .await;
+            }
+            Self::event(ctx, "circuit breaker closed: switching");
         }
 
         // Switch every service in one step.
@@ -905,6 +938,18 @@ impl DeployWorkflow {
 
     /// Stops the deployment: before the switch the target colour is stopped; after it, every
     /// service is rolled back.
+    /// From the environment's circuit breaker: hold before the switch (or go on).
+    #[signal(name = names::BREAKER_HOLD_SIGNAL)]
+    pub fn breaker_hold(&mut self, _ctx: &mut SyncWorkflowContext<Self>, h: BreakerHold) {
+        if h.hold {
+            self.status.breaker_hold = h.reason.clone();
+            self.breaker = Some(h.reason);
+        } else {
+            self.status.breaker_hold.clear();
+            self.breaker = None;
+        }
+    }
+
     #[signal(name = names::ABORT_SIGNAL)]
     pub fn abort(&mut self, _ctx: &mut SyncWorkflowContext<Self>, a: AbortRequest) {
         if self.stop.is_none() {

@@ -17,6 +17,8 @@ pub const VERIFY_FAILED: &str = "VerifyFailed";
 pub const FORBIDDEN: &str = "Forbidden";
 /// A migration statement failed (the transaction rolled back); retrying the same SQL cannot help.
 pub const MIGRATION_FAILED: &str = "MigrationFailed";
+/// The environment's circuit breaker is open: the deployment is refused (reasons in the message).
+pub const BREAKER_OPEN: &str = "BreakerOpen";
 /// The platform could not be reached (retryable).
 pub const PLATFORM_UNAVAILABLE: &str = "PlatformUnavailable";
 
@@ -29,7 +31,7 @@ pub const ROLLBACK_FAILED: &str = "RollbackFailed";
 pub const MIGRATION_RUN_FAILED: &str = "MigrationRunFailed";
 
 /// Types that retrying cannot fix.
-pub const NON_RETRYABLE: [&str; 8] = [
+pub const NON_RETRYABLE: [&str; 9] = [
     INVALID_INPUT,
     CONFLICT,
     NOT_READY,
@@ -38,6 +40,7 @@ pub const NON_RETRYABLE: [&str; 8] = [
     VERIFY_FAILED,
     FORBIDDEN,
     MIGRATION_FAILED,
+    BREAKER_OPEN,
 ];
 
 /// The innermost message of an error chain (an activity or child failure wraps the cause the

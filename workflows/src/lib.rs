@@ -6,9 +6,11 @@
 //!   crate), and [`options`] their timeouts and retry policies.
 //! - [`deploy`] is the blue-green Deploy workflow; [`rollback`] the Rollback workflow it uses;
 //!   [`migrate`] runs database migrations (expand before the switch, contract after).
+//! - [`breaker`] is an environment's circuit breaker (a long-running entity workflow).
 //! - [`failures`] names the failure types workflows and activities raise.
 
 pub mod activities;
+pub mod breaker;
 pub mod deploy;
 pub mod failures;
 pub mod migrate;
@@ -18,6 +20,7 @@ pub mod rollback;
 pub mod shift;
 pub mod time;
 
+pub use breaker::BreakerWorkflow;
 pub use deploy::DeployWorkflow;
 pub use migrate::MigrateWorkflow;
 pub use rollback::RollbackWorkflow;

@@ -52,6 +52,7 @@ impl MigrateWorkflow {
             environment: req.environment.clone(),
             deployment_id: req.deployment_id.clone(),
             text,
+            ..Default::default()
         };
         let _ = ctx
             .execute_activity(Act::notify, n, options::notify())

@@ -7,6 +7,17 @@ pub const DEPLOY_WORKFLOW: &str = "Deploy";
 pub const ROLLBACK_WORKFLOW: &str = "Rollback";
 pub const MIGRATE_WORKFLOW: &str = "Migrate";
 pub const SHIFT_WORKFLOW: &str = "GradualShift";
+pub const BREAKER_WORKFLOW: &str = "Breaker";
+
+/// Breaker: signals and updates.
+pub const BREAKER_CONFIGURE_SIGNAL: &str = "configure";
+pub const DEPLOYMENT_FINISHED_SIGNAL: &str = "deployment_finished";
+pub const BREAKER_TRIP_UPDATE: &str = "trip";
+pub const BREAKER_RESET_UPDATE: &str = "reset";
+pub const BREAKER_FREEZE_UPDATE: &str = "freeze";
+pub const BREAKER_OVERRIDE_UPDATE: &str = "override";
+/// Sent by the breaker to the environment's running deployment (Deploy or GradualShift).
+pub const BREAKER_HOLD_SIGNAL: &str = "breaker_hold";
 
 pub const PAUSE_SIGNAL: &str = "pause";
 pub const RESUME_SIGNAL: &str = "resume";
@@ -39,6 +50,8 @@ pub const APPLY_MIGRATION: &str = "apply_migration";
 pub const REVERT_MIGRATION: &str = "revert_migration";
 pub const VERIFY_MIGRATIONS: &str = "verify_migrations";
 pub const RESTORE_DATABASE: &str = "restore_database";
+pub const BREAKER_PROBE: &str = "breaker_probe";
+pub const BREAKER_PUBLISH: &str = "breaker_publish";
 
 /// Workflow id of an environment's deployment: one at a time per environment, enforced by the
 /// server with id-conflict policy Fail.
@@ -54,4 +67,9 @@ pub fn rollback_workflow_id(environment: &str) -> String {
 /// Workflow id of an environment's migration run (one at a time per environment).
 pub fn migrate_workflow_id(environment: &str) -> String {
     format!("migrate-{environment}")
+}
+
+/// Workflow id of an environment's circuit breaker (one long-running entity per environment).
+pub fn breaker_workflow_id(environment: &str) -> String {
+    format!("breaker-{environment}")
 }

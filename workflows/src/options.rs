@@ -92,3 +92,10 @@ pub fn analysis() -> ActivityOptions {
         .retry_policy(retry(5))
         .build()
 }
+
+/// The breaker's probe: a few HTTP reads; retried briefly, then the last verdict is kept.
+pub fn breaker_probe() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(15))
+        .retry_policy(retry(3))
+        .build()
+}

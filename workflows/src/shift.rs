@@ -19,9 +19,9 @@ use crate::options;
 use crate::time::rfc3339;
 use futures::FutureExt;
 use proto::{
-    AbortRequest, AnalysisRequest, AnalysisResult, ApprovalDecision, ColorRequest, DeployRequest,
-    MetricsSnapshot, Notification, ServiceWeight, ShiftControl, ShiftDecision, ShiftRequest,
-    ShiftStatus, SwitchRequest, WeightsRequest,
+    AbortRequest, AnalysisRequest, AnalysisResult, ApprovalDecision, BreakerHold, ColorRequest,
+    DeployRequest, MetricsSnapshot, Notification, ServiceWeight, ShiftControl, ShiftDecision,
+    ShiftRequest, ShiftStatus, SwitchRequest, WeightsRequest,
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use temporalio_macros::{workflow, workflow_methods};
@@ -38,6 +38,10 @@ pub struct ShiftWorkflow {
     abort: Option<AbortRequest>,
     promote: Option<ShiftControl>,
     approved: Option<ApprovalDecision>,
+    /// The environment's circuit breaker holds the canary at its step (the reason), when the
+    /// run knows about breakers (patch `breaker-v1`).
+    breaker: Option<String>,
+    breaker_aware: bool,
 }
 
 fn terminal(reason: String, type_name: &str) -> temporalio_sdk::WorkflowTermination {
@@ -86,6 +90,12 @@ impl ShiftWorkflow {
             environment: req.environment.clone(),
             deployment_id: req.deployment_id.clone(),
             text,
+            // Final notifications carry the events: the worker's phase durations.
+            events: if matches!(event, "succeeded" | "rolled_back") {
+                ctx.state(|s| s.status.events.clone())
+            } else {
+                Vec::new()
+            },
         };
         let _ = ctx
             .execute_activity(Act::notify, n, options::notify())
@@ -185,6 +195,10 @@ impl ShiftWorkflow {
             .map(|s| format!("{} {}", s.service, s.detail))
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    fn held_by_breaker(ctx: &WorkflowContext<Self>) -> bool {
+        ctx.state(|s| s.breaker_aware && s.breaker.is_some())
     }
 
     fn stop(ctx: &WorkflowContext<Self>) -> Option<Stop> {
@@ -303,10 +317,12 @@ impl ShiftWorkflow {
         ctx: &mut WorkflowContext<Self>,
         req: ShiftRequest,
     ) -> WorkflowResult<ShiftStatus> {
+        let breaker_aware = ctx.patched("breaker-v1");
         ctx.state_mut(|s| {
             s.request = req.clone();
             s.status.deployment_id = req.deployment_id.clone();
             s.status.environment = req.environment.clone();
+            s.breaker_aware = breaker_aware;
         });
         Self::phase(ctx, "preflight");
         let pre = ctx
@@ -435,6 +451,24 @@ impl ShiftWorkflow {
                 Self::event(ctx, format!("approved by {by} before {pct}%"));
                 Self::phase(ctx, "shifting");
             }
+            // The circuit breaker holds the canary where it is: no next step while it blocks.
+            if Self::held_by_breaker(ctx) {
+                Self::event(ctx, format!("held before {pct}% by the circuit breaker"));
+                let _ = ctx
+                    .wait_condition(|s| s.breaker.is_none() || s.abort.is_some())
+                    .await;
+                if let Some(a) = ctx.state(|s| s.abort.clone()) {
+                    return Self::roll_back(
+                        ctx,
+                        &stable,
+                        &canary,
+                        aborted(&a),
+                        now(ctx),
+                        "aborted",
+                    )
+                    .await;
+                }
+            }
             let set = Self::weights(
                 &req,
                 &stable,
@@ -470,7 +504,7 @@ impl ShiftWorkflow {
             let mut inconclusive_since: Option<SystemTime> = None;
             let mut alerted = false;
             loop {
-                if held >= hold && ctx.state(|s| !s.status.paused) {
+                if held >= hold && ctx.state(|s| !s.status.paused) && !Self::held_by_breaker(ctx) {
                     break;
                 }
                 let interrupted = temporalio_sdk::workflows::select! {
@@ -514,7 +548,7 @@ impl ShiftWorkflow {
                 }
                 if r.outcome == "passed" && r.share_ok {
                     inconclusive_since = None;
-                    if !ctx.state(|s| s.status.paused) {
+                    if !ctx.state(|s| s.status.paused) && !Self::held_by_breaker(ctx) {
                         held += interval;
                     }
                     Self::record(ctx, pct, &r, "");
@@ -659,6 +693,23 @@ impl ShiftWorkflow {
             .push(format!("resumed by {}: {}", c.by, c.reason));
     }
 
+    /// From the environment's circuit breaker: hold at the current step (or go on).
+    #[signal(name = names::BREAKER_HOLD_SIGNAL)]
+    pub fn breaker_hold(&mut self, _ctx: &mut SyncWorkflowContext<Self>, h: BreakerHold) {
+        if h.hold {
+            self.status
+                .events
+                .push(format!("circuit breaker open, holding: {}", h.reason));
+            self.status.breaker_hold = h.reason.clone();
+            self.breaker = Some(h.reason);
+        } else if self.breaker.take().is_some() {
+            self.status.breaker_hold.clear();
+            self.status
+                .events
+                .push("circuit breaker closed, going on".to_owned());
+        }
+    }
+
     #[signal(name = names::ABORT_SIGNAL)]
     pub fn abort(&mut self, _ctx: &mut SyncWorkflowContext<Self>, a: AbortRequest) {
         if self.abort.is_none() {
@@ -670,6 +721,11 @@ impl ShiftWorkflow {
     fn validate_promote(&self, _ctx: &WorkflowContextView, c: &ShiftControl) -> ValidatorResult {
         if c.by.trim().is_empty() {
             return Err("promote needs who (--as NAME)".into());
+        }
+        if self.breaker_aware
+            && let Some(reason) = &self.breaker
+        {
+            return Err(format!("the circuit breaker is open: {reason}").into());
         }
         if !self.status.outcome.is_empty() || self.status.phase == "rolling_back" {
             return Err(format!(
