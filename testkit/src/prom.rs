@@ -11,6 +11,7 @@ pub struct Prometheus {
     pub port: u16,
     pub url: String,
     dir: PathBuf,
+    targets: usize,
 }
 
 impl Prometheus {
@@ -43,6 +44,7 @@ impl Prometheus {
             port,
             url: format!("http://127.0.0.1:{port}"),
             dir,
+            targets: targets.len(),
         };
         p.spawn();
         p
@@ -71,6 +73,20 @@ impl Prometheus {
         wait_until("prometheus ready", Duration::from_secs(30), || {
             std::net::TcpStream::connect(&url).is_ok()
         });
+        // Listening is not scraping (the first scrape can come seconds later): wait until every
+        // target has been scraped once, so what the test does next is in the data from its start.
+        let targets = self.targets;
+        wait_until(
+            "prometheus to scrape every target",
+            Duration::from_secs(30),
+            || {
+                let v = self.query("count(up == 1)");
+                v["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .is_some_and(|n| n >= targets)
+            },
+        );
     }
 
     pub fn stop(&mut self) {
