@@ -421,3 +421,75 @@ fn firing_alerts_slo_burn_and_freeze_windows_open_the_breaker() {
         "{b}"
     );
 }
+
+#[test]
+fn a_blue_green_deployment_holds_before_its_switch_while_the_breaker_is_open() {
+    let opts = ConfigOpts {
+        approval: true,
+        ..Default::default()
+    };
+    let env = Env::start("breaker-bluegreen", "", &opts, &[]);
+    append(&env, "breaker = { probe_interval_secs = 1 }\n");
+    let load = Load::start(&env.platform.services, 20);
+    let started = env.cli(&["deploy", "staging", "--revision", "v2", "--as", "alice"]);
+    assert_eq!(started.code, 0, "{started:?}");
+    let id = started.field("deployment_id").unwrap();
+    wait_phase(&env, "awaiting_approval", Duration::from_secs(30));
+    let r = env.cli(&[
+        "breaker",
+        "freeze",
+        "staging",
+        "--reason",
+        "market open",
+        "--for",
+        "1h",
+        "--as",
+        "carol",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("frozen by carol"), "{r:?}");
+    let r = env.cli(&[
+        "approve",
+        "staging",
+        "--deployment",
+        &id,
+        "--revision",
+        "v2",
+        "--as",
+        "bob",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let s = wait_phase(&env, "held", Duration::from_secs(20));
+    assert!(
+        s["breaker_hold"]
+            .as_str()
+            .is_some_and(|h| h.contains("frozen by carol")),
+        "{s}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(status(&env).unwrap()["phase"], "held");
+    assert!(
+        moves(&env).is_empty(),
+        "no switch while held: {:?}",
+        moves(&env)
+    );
+    assert!(all_on(&env, "blue"));
+
+    let r = env.cli(&[
+        "breaker",
+        "freeze",
+        "staging",
+        "--lift",
+        "--reason",
+        "market settled",
+        "--as",
+        "carol",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("state: closed"), "{r:?}");
+    let s = wait_outcome(&env, Duration::from_secs(60));
+    assert_eq!(s["outcome"], "succeeded", "{s}");
+    assert_eq!(load.stop().failed, 0);
+    assert!(all_on(&env, "green"));
+    assert_eq!(moves(&env).len(), 1, "{:?}", moves(&env));
+}

@@ -763,7 +763,7 @@ impl Config {
                     ),
                 ));
             }
-            if !(b.max_burn_rate > 0.0) {
+            if b.max_burn_rate.is_nan() || b.max_burn_rate <= 0.0 {
                 return Err(self.invalid(
                     key("max_burn_rate"),
                     "burn_rate_query needs a limit above 0 (e.g. 14.4)",
@@ -1164,6 +1164,61 @@ approval = { required = true, approvers = ["alice"] }
         .unwrap_err()
         .to_string();
         assert!(e.contains("environments.staging.platform.kind"), "{e}");
+    }
+
+    #[test]
+    fn breaker_settings_are_checked_naming_the_key() {
+        let with = |b: &str| {
+            Config::parse(&format!("{GOOD}breaker = {{ {b} }}\n"), "c.toml")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(with("timezone = \"Europe/London\", freeze_windows = [{ name = \"open\", days = [\"mon\"], start = \"07:55\", end = \"08:10\" }]").is_ok());
+        let cases = [
+            (
+                "timezone = \"Mars/Olympus\"",
+                "breaker.timezone",
+                "Mars/Olympus",
+            ),
+            (
+                "freeze_windows = [{ name = \"x\", days = [\"monday\"], start = \"09:00\", end = \"10:00\" }]",
+                "breaker.freeze_windows[0].days",
+                "monday",
+            ),
+            (
+                "freeze_windows = [{ name = \"x\", start = \"9:00\", end = \"10:00\" }]",
+                "breaker.freeze_windows[0].start",
+                "HH:MM",
+            ),
+            (
+                "alerts_url = \"prometheus:9090\"",
+                "breaker.alerts_url",
+                "http(s)",
+            ),
+            (
+                "alerts_api = \"grafana\"",
+                "breaker.alerts_api",
+                "alertmanager",
+            ),
+            (
+                "burn_rate_query = \"x\", prometheus_url = \"http://p:9090\"",
+                "breaker.max_burn_rate",
+                "above 0",
+            ),
+            (
+                "max_override_secs = 0",
+                "breaker.max_override_secs",
+                "at least 1",
+            ),
+            ("colour = 1", "breaker", "colour"),
+        ];
+        for (b, key, why) in cases {
+            let e = with(b).unwrap_err();
+            assert!(
+                e.starts_with("c.toml: ") && e.contains(key) && e.contains(why),
+                "{b}: {e}"
+            );
+        }
     }
 
     #[test]
