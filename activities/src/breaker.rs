@@ -10,7 +10,7 @@ use proto::{
 use std::collections::BTreeSet;
 use temporalio_client::{
     Client, WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowQueryOptions,
-    WorkflowSignalOptions,
+    WorkflowSignalOptions, errors::WorkflowInteractionError,
 };
 use workflows::{BreakerWorkflow, names};
 
@@ -154,9 +154,7 @@ pub async fn check(client: &Client, environment: &str) -> Result<BreakerVerdict,
     match handle.describe(WorkflowDescribeOptions::default()).await {
         Ok(d) if d.status() == WorkflowExecutionStatus::Running => {}
         Ok(_) => return Ok(BreakerVerdict::default()),
-        Err(e) if e.to_string().to_lowercase().contains("not found") => {
-            return Ok(BreakerVerdict::default());
-        }
+        Err(WorkflowInteractionError::NotFound(_)) => return Ok(BreakerVerdict::default()),
         Err(e) => {
             return Err(Failure::Unavailable(format!(
                 "cannot read the circuit breaker of {environment}: {e}"

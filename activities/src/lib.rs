@@ -239,6 +239,11 @@ impl CutoverActivities {
                 replayed = result.replayed,
                 "traffic moved"
             );
+            if !req.environment.is_empty() {
+                for svc in &req.services {
+                    telemetry::on_color(&req.environment, svc, &req.color);
+                }
+            }
             Ok(result)
         })
         .await

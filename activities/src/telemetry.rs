@@ -60,6 +60,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Last canary analysis: canary requests in the window.",
     ),
     (
+        "cutover_active_color",
+        "gauge",
+        "1 for the colour that takes a service's traffic after the last switch, 0 for the other.",
+    ),
+    (
         "cutover_breaker_open",
         "gauge",
         "1 while the environment's circuit breaker blocks deployments (open and not overridden).",
@@ -191,6 +196,20 @@ pub fn on_analysis(environment: &str, service: &str, error_ratio: f64, p95_ms: f
     set("cutover_analysis_error_ratio", l.clone(), error_ratio);
     set("cutover_analysis_p95_seconds", l.clone(), p95_ms / 1000.0);
     set("cutover_analysis_requests", l, requests);
+}
+
+pub fn on_color(environment: &str, service: &str, color: &str) {
+    for c in ["blue", "green"] {
+        set(
+            "cutover_active_color",
+            vec![
+                ("environment", environment.to_owned()),
+                ("service", service.to_owned()),
+                ("color", c.to_owned()),
+            ],
+            f64::from(u8::from(c == color)),
+        );
+    }
 }
 
 pub fn on_breaker(environment: &str, blocking: bool, open: bool, overridden: bool) {

@@ -238,10 +238,13 @@ fn safe_migrations_pass() {
 
 #[test]
 fn the_repository_migrations_pass_the_check() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join("db/migrations");
+    let dir = std::path::Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .parent()
+    .unwrap()
+    .join("db/migrations");
     let report = migrate::check_dir(&dir).unwrap();
     assert!(report.ok, "{}", report.text());
     assert!(report.files.len() >= 4);

@@ -177,6 +177,29 @@ fn an_open_breaker_refuses_deploys_with_the_reason_and_an_expired_override_no_lo
     assert_eq!(ok.code, 0, "{ok:?}");
     assert_eq!(load.stop().failed, 0);
     assert!(all_on(&env, "green"));
+    // The worker's deployment metrics: live colour per service, each phase's duration.
+    assert_eq!(
+        metric(
+            &metrics,
+            "cutover_active_color{environment=\"staging\",service=\"api-gateway\",color=\"green\"}"
+        ),
+        Some(1.0)
+    );
+    wait_phase(&env, "done", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let validating = loop {
+        let v = metric(
+            &metrics,
+            "cutover_phase_duration_seconds{environment=\"staging\",phase=\"validating\"}",
+        );
+        if v.is_some() || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let validating = validating.expect("phase durations exported");
+    println!("phase durations: validating {validating:.2} s (window 3 s)");
+    assert!(validating >= 3.0, "{validating}");
     println!(
         "override: deployment through the open breaker took {:.1} s",
         granted.elapsed().as_secs_f64()
@@ -245,7 +268,7 @@ fn an_in_flight_canary_holds_at_its_step_while_the_breaker_is_open() {
     let env = Env::start("breaker-canary", "", &ConfigOpts::default(), &[]);
     append(
         &env,
-        "canary = { steps = [25, 50, 100], step_hold_secs = 2, analysis_interval_ms = 500, share_tolerance_pct = 10, inconclusive_hold_secs = 60 }\n\
+        "canary = { steps = [25, 50, 100], step_hold_secs = 4, analysis_interval_ms = 2000, share_tolerance_pct = 15, inconclusive_hold_secs = 60 }\n\
          breaker = { probe_interval_secs = 1 }\n",
     );
     let load = Load::start(&env.platform.services, 40);
@@ -281,7 +304,7 @@ fn an_in_flight_canary_holds_at_its_step_while_the_breaker_is_open() {
     let pct = held["percent"].as_u64().unwrap();
     let held_ms = held["held_ms"].as_u64().unwrap_or(0);
     // Held for more than two step durations: no step taken, the step's clock stopped.
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(9));
     let later = canary_status(&env);
     assert_eq!(later["percent"].as_u64().unwrap(), pct, "{later}");
     assert_eq!(later["phase"], "shifting", "{later}");
@@ -294,7 +317,7 @@ fn an_in_flight_canary_holds_at_its_step_while_the_breaker_is_open() {
         later["outcome"].as_str().unwrap_or("").is_empty(),
         "{later}"
     );
-    println!("canary held at {pct}% for 5 s (step hold 2 s), step clock stayed at {held_ms} ms");
+    println!("canary held at {pct}% for 9 s (step hold 4 s), step clock stayed at {held_ms} ms");
     let r = env.cli(&[
         "canary", "promote", "staging", "--reason", "ship it", "--as", "bob",
     ]);

@@ -90,8 +90,11 @@ pub fn record_fixture_at(address: &str, workflow_id: &str, name: &str) {
             .await
             .unwrap()
     });
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(format!("{name}.json"));
+    let path = std::path::Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("fixtures")
+    .join(format!("{name}.json"));
     std::fs::write(path, json).unwrap();
 }

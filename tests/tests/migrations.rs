@@ -10,10 +10,13 @@ use testkit::db::{Postgres, S3};
 use testkit::{Run, Temporal, Worker, run_cli, scratch_dir};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .parent()
+    .unwrap()
+    .to_path_buf()
 }
 
 struct MigEnv {

@@ -9,10 +9,13 @@ use std::process::Command;
 use testkit::{Platform, Temporal, Worker, free_port, scratch_dir};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .parent()
+    .unwrap()
+    .to_path_buf()
 }
 
 #[test]

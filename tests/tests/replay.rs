@@ -7,7 +7,11 @@ use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOption
 
 #[tokio::test]
 async fn recorded_histories_replay_without_nondeterminism() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let dir = std::path::Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("fixtures");
     let mut names = Vec::new();
     let mut histories = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {

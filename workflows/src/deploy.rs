@@ -674,6 +674,8 @@ impl DeployWorkflow {
             services: names_in_order.clone(),
             atomic: true,
             request_id: format!("{}/switch", req.deployment_id),
+
+            environment: req.environment.clone(),
         };
         match ctx
             .execute_activity(Act::switch_traffic, switch, options::traffic_move())

@@ -110,6 +110,8 @@ impl RollbackWorkflow {
             services: order.clone(),
             atomic: false,
             request_id: format!("{}/{}/rollback", ctx.workflow_id(), ctx.run_id()),
+
+            environment: req.environment.clone(),
         };
         let moved = ctx
             .execute_activity(Act::switch_traffic, switch.clone(), options::traffic_move())

@@ -606,6 +606,8 @@ impl ShiftWorkflow {
             services: all.clone(),
             atomic: true,
             request_id: format!("{}/switch", req.deployment_id),
+
+            environment: req.environment.clone(),
         };
         if let Err(e) = ctx
             .execute_activity(Act::switch_traffic, switch.clone(), options::traffic_move())
