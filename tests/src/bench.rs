@@ -4,6 +4,9 @@
 //! - switch duration of all four services (first to last route change) and failed requests
 //!   during a deployment at steady load;
 //! - time from a failed check to all traffic back on the old colour;
+//! - a canary whose v4 fails 5 % of one service's requests, analysed through a real Prometheus
+//!   (1 s scrapes, 1 s analysis interval): first bad scrape → failed analysis (breach to decision)
+//!   and failed analysis → all weights on stable (decision to stable);
 //! - worker RSS idle, and with 10 deployments running at once in 10 environments.
 //!
 //! Timings vary with the machine; they are printed, never asserted.
@@ -40,7 +43,10 @@ fn main() {
         // The demo shows the UI: restart the same server with it.
         temporal.restart_with_ui();
     }
-    let platform = Platform::start("v3@strategy-engine=live_error_rate:0.2", 2);
+    let platform = Platform::start(
+        "v3@strategy-engine=live_error_rate:0.2;v4@strategy-engine=live_error_rate:0.05",
+        2,
+    );
     let opts = ConfigOpts {
         replicas: 2,
         validation_window_secs: 5,
@@ -144,6 +150,8 @@ fn main() {
         return;
     }
 
+    canary_breach(&dir, &addr, &config, &platform);
+
     // Ten deployments at once, one per environment, each with its own platform.
     drop(worker);
     let platforms: Vec<Platform> = (0..10).map(|_| Platform::start("", 1)).collect();
@@ -210,4 +218,107 @@ fn main() {
         begun.elapsed().as_secs_f64()
     );
     drop(temporal);
+}
+
+fn unix_ms(rfc3339: &str) -> f64 {
+    rfc3339
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond() as f64)
+        .unwrap_or(f64::NAN)
+}
+
+/// A canary of v4 (strategy-engine fails 5 % of live requests) judged through a real Prometheus:
+/// breach (first scrape holding a canary error) → decision (the failed analysis) → stable (all
+/// weights back).
+fn canary_breach(dir: &std::path::Path, addr: &str, config: &std::path::Path, platform: &Platform) {
+    let admin = platform.admin.trim_start_matches("http://").to_owned();
+    let prom = testkit::prom::Prometheus::start(dir, &[("router", &admin)]);
+    let mut cfg = std::fs::read_to_string(config).unwrap();
+    cfg.push_str(&format!(
+        "canary = {{ steps = [10, 25, 50, 75, 100], step_hold_secs = 30, analysis_interval_ms = 1000, share_tolerance_pct = 8, inconclusive_hold_secs = 60, provider = \"prometheus\", prometheus_url = \"{}\", window_secs = 5 }}\n",
+        prom.url
+    ));
+    let canary_config = dir.join("cutover-canary.toml");
+    std::fs::write(&canary_config, cfg).unwrap();
+    let load = Load::start(&platform.services, 50);
+    let run = run_cli(
+        addr,
+        &canary_config,
+        &[
+            "deploy",
+            "staging",
+            "--strategy",
+            "canary",
+            "--revision",
+            "v4",
+            "--as",
+            "bench",
+            "--wait",
+        ],
+    );
+    let stats = load.stop();
+    let r = run_cli(
+        addr,
+        &canary_config,
+        &["canary", "status", "staging", "--json"],
+    );
+    let s: Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+    println!(
+        "\n== canary v4 (strategy-engine fails 5% of live requests), Prometheus analysis every 1 s, scrapes every 1 s =="
+    );
+    println!(
+        "outcome: {} (exit {}): {}",
+        s["outcome"].as_str().unwrap_or("?"),
+        run.code,
+        s["reason"].as_str().unwrap_or("")
+    );
+    println!("requests served: {}, failed: {}", stats.ok, stats.failed);
+    let canary = s["canary_color"].as_str().unwrap_or("green").to_owned();
+    let v = prom.query(&format!(
+        r#"http_requests_total{{service="strategy-engine",color="{canary}",code=~"5.."}}[10m]"#
+    ));
+    let first_bad_ms = v["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|r| r["values"].as_array().cloned().unwrap_or_default())
+        .filter(|x| {
+            x[1].as_str()
+                .and_then(|n| n.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                > 0.0
+        })
+        .filter_map(|x| x[0].as_f64())
+        .fold(f64::MAX, f64::min)
+        * 1000.0;
+    let decision_ms = s["decisions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .find(|d| d["outcome"] == "failed")
+        .map(|d| unix_ms(d["at"].as_str().unwrap_or("")))
+        .unwrap_or(f64::NAN);
+    let stable_ms = s["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .find(|e| e.contains("all services back on"))
+        .map(|e| unix_ms(e.split_whitespace().next().unwrap_or("")))
+        .unwrap_or(f64::NAN);
+    println!(
+        "breach to decision (first bad scrape → failed analysis): {:.0} ms",
+        decision_ms - first_bad_ms
+    );
+    println!(
+        "decision to stable (failed analysis → all weights on stable): {:.0} ms",
+        stable_ms - decision_ms
+    );
+    println!(
+        "first bad scrape → all traffic on stable: {:.0} ms (bound: analysis interval 1000 ms + scrape interval 1000 ms)",
+        stable_ms - first_bad_ms
+    );
 }
