@@ -277,21 +277,33 @@ fn canary_breach(dir: &std::path::Path, addr: &str, config: &std::path::Path, pl
     let v = prom.query(&format!(
         r#"http_requests_total{{service="strategy-engine",color="{canary}",code=~"5.."}}[10m]"#
     ));
-    let first_bad_ms = v["data"]["result"]
+    // The breach: the first scrape after the canary took traffic in which its error counter
+    // grew (the colour served errors earlier, in the v3 run).
+    let started_ms = s["events"]
         .as_array()
         .cloned()
         .unwrap_or_default()
         .iter()
-        .flat_map(|r| r["values"].as_array().cloned().unwrap_or_default())
-        .filter(|x| {
-            x[1].as_str()
-                .and_then(|n| n.parse::<f64>().ok())
-                .unwrap_or(0.0)
-                > 0.0
-        })
-        .filter_map(|x| x[0].as_f64())
-        .fold(f64::MAX, f64::min)
-        * 1000.0;
+        .filter_map(|e| e.as_str())
+        .find(|e| e.contains("step 1:"))
+        .map(|e| unix_ms(e.split_whitespace().next().unwrap_or("")))
+        .unwrap_or(f64::NAN);
+    let mut first_bad_ms = f64::MAX;
+    for series in v["data"]["result"].as_array().cloned().unwrap_or_default() {
+        let samples: Vec<(f64, f64)> = series["values"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|x| Some((x[0].as_f64()? * 1000.0, x[1].as_str()?.parse::<f64>().ok()?)))
+            .collect();
+        for w in samples.windows(2) {
+            if w[1].0 >= started_ms && w[1].1 > w[0].1 {
+                first_bad_ms = first_bad_ms.min(w[1].0);
+                break;
+            }
+        }
+    }
     let decision_ms = s["decisions"]
         .as_array()
         .cloned()
