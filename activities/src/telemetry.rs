@@ -82,7 +82,12 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "cutover_phase_duration_seconds",
         "gauge",
-        "Duration of each phase of the environment's last deployment, in seconds.",
+        "Duration of each phase of the environment's last deployment, in seconds (the current phase: so far).",
+    ),
+    (
+        "cutover_phase_started_timestamp_seconds",
+        "gauge",
+        "Unix time each phase of the environment's last deployment began (dashboard annotations).",
     ),
 ];
 
@@ -251,12 +256,32 @@ pub fn on_phases(environment: &str, events: &[String], finished: SystemTime) {
         .unwrap_or_default()
         .as_secs_f64();
     let mut totals: BTreeMap<String, f64> = BTreeMap::new();
+    let mut begun: BTreeMap<String, f64> = BTreeMap::new();
     for (i, (name, start)) in marks.iter().enumerate() {
+        begun.insert(name.clone(), *start);
         if name == "done" {
             continue;
         }
         let next = marks.get(i + 1).map_or(end, |m| m.1);
         *totals.entry(name.clone()).or_default() += (next - start).max(0.0);
+    }
+    {
+        // A new deployment: forget the previous one's phases.
+        let mut s = store().lock().unwrap();
+        s.values.retain(|(n, l), _| {
+            !(matches!(
+                *n,
+                "cutover_phase_duration_seconds" | "cutover_phase_started_timestamp_seconds"
+            ) && l.first().is_some_and(|(_, e)| e == environment)
+                && !begun.contains_key(l.get(1).map_or("", |(_, p)| p.as_str())))
+        });
+    }
+    for (phase, at) in begun {
+        set(
+            "cutover_phase_started_timestamp_seconds",
+            vec![("environment", environment.to_owned()), ("phase", phase)],
+            at,
+        );
     }
     for (phase, secs) in totals {
         set(

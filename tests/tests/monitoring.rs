@@ -167,6 +167,10 @@ fn the_dashboard_has_a_stable_uid_and_uses_only_exported_metrics() {
         "cutover_canary_weight_ratio",
         "cutover_deployments_finished_total",
         "cutover_deployments_started_total",
+        "cutover_breaker_open",
+        "cutover_phase_duration_seconds",
+        "cutover_phase_started_timestamp_seconds",
+        "cutover_active_color",
     ] {
         assert!(used.contains(m), "{m} not found among {used:?}");
     }

@@ -151,12 +151,8 @@ impl DeployWorkflow {
             environment: req.environment.clone(),
             deployment_id: req.deployment_id.clone(),
             text,
-            // The final notification carries the events: the worker's phase durations.
-            events: if ctx.state(|s| s.status.phase == phase::DONE) {
-                ctx.state(|s| s.status.events.clone())
-            } else {
-                Vec::new()
-            },
+            // The events so far: the worker's phase metrics.
+            events: ctx.state(|s| s.status.events.clone()),
         };
         // A notification failure never fails a deployment.
         if ctx

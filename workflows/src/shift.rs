@@ -90,12 +90,8 @@ impl ShiftWorkflow {
             environment: req.environment.clone(),
             deployment_id: req.deployment_id.clone(),
             text,
-            // Final notifications carry the events: the worker's phase durations.
-            events: if matches!(event, "succeeded" | "rolled_back") {
-                ctx.state(|s| s.status.events.clone())
-            } else {
-                Vec::new()
-            },
+            // The events so far: the worker's phase metrics.
+            events: ctx.state(|s| s.status.events.clone()),
         };
         let _ = ctx
             .execute_activity(Act::notify, n, options::notify())
