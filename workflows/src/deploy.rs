@@ -226,6 +226,25 @@ impl DeployWorkflow {
         Self::finish(ctx, result, failure_type, reason).await
     }
 
+    /// Before the switch, when an abort (or rollback) was requested: stops the target colour and
+    /// gives the run's result.
+    async fn stop_if_aborted(
+        ctx: &WorkflowContext<Self>,
+        target: &str,
+    ) -> Option<WorkflowResult<DeployStatus>> {
+        let (Stop::Abort(a) | Stop::Rollback(a)) = Self::stop_requested(ctx)?;
+        Some(
+            Self::fail_before_switch(
+                ctx,
+                target,
+                outcome::ABORTED,
+                failures::DEPLOYMENT_ABORTED,
+                format!("aborted by {}: {}", a.by, a.reason),
+            )
+            .await,
+        )
+    }
+
     /// After the switch: every service goes back to `previous` through the Rollback workflow.
     async fn roll_back(
         ctx: &WorkflowContext<Self>,
@@ -544,16 +563,8 @@ impl DeployWorkflow {
                 )
                 .await;
             }
-            if let Some(stop) = Self::stop_requested(ctx) {
-                let (Stop::Abort(a) | Stop::Rollback(a)) = stop;
-                return Self::fail_before_switch(
-                    ctx,
-                    &target,
-                    outcome::ABORTED,
-                    failures::DEPLOYMENT_ABORTED,
-                    format!("aborted by {}: {}", a.by, a.reason),
-                )
-                .await;
+            if let Some(done) = Self::stop_if_aborted(ctx, &target).await {
+                return done;
             }
         }
 
@@ -589,16 +600,8 @@ impl DeployWorkflow {
                 )
                 .await;
             }
-            if let Some(stop) = Self::stop_requested(ctx) {
-                let (Stop::Abort(a) | Stop::Rollback(a)) = stop;
-                return Self::fail_before_switch(
-                    ctx,
-                    &target,
-                    outcome::ABORTED,
-                    failures::DEPLOYMENT_ABORTED,
-                    format!("aborted by {}: {}", a.by, a.reason),
-                )
-                .await;
+            if let Some(done) = Self::stop_if_aborted(ctx, &target).await {
+                return done;
             }
             let (approved, d) = ctx.state(|s| s.decision.clone()).expect("condition above");
             if !approved {
@@ -620,16 +623,8 @@ impl DeployWorkflow {
             let _ = ctx
                 .wait_condition(|s| s.breaker.is_none() || s.stop.is_some())
                 .await;
-            if let Some(stop) = Self::stop_requested(ctx) {
-                let (Stop::Abort(a) | Stop::Rollback(a)) = stop;
-                return Self::fail_before_switch(
-                    ctx,
-                    &target,
-                    outcome::ABORTED,
-                    failures::DEPLOYMENT_ABORTED,
-                    format!("aborted by {}: {}", a.by, a.reason),
-                )
-                .await;
+            if let Some(done) = Self::stop_if_aborted(ctx, &target).await {
+                return done;
             }
             Self::event(ctx, "circuit breaker closed: switching");
         }

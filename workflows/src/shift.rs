@@ -206,6 +206,16 @@ impl ShiftWorkflow {
         })
     }
 
+    /// When an abort was requested: rolls back and gives the run's result.
+    async fn roll_back_if_aborted(
+        ctx: &WorkflowContext<Self>,
+        stable: &str,
+        canary: &str,
+    ) -> Option<WorkflowResult<ShiftStatus>> {
+        let a = ctx.state(|s| s.abort.clone())?;
+        Some(Self::roll_back(ctx, stable, canary, aborted(&a), now(ctx), "aborted").await)
+    }
+
     /// Stable capacity first, then every weight back to stable together, verified; the canary
     /// colour stopped.
     async fn roll_back(
@@ -408,9 +418,8 @@ impl ShiftWorkflow {
 
         Self::phase(ctx, "shifting");
         'steps: for (i, pct) in steps.iter().copied().enumerate() {
-            if let Some(Stop::Abort(a)) = Self::stop(ctx) {
-                return Self::roll_back(ctx, &stable, &canary, aborted(&a), now(ctx), "aborted")
-                    .await;
+            if let Some(done) = Self::roll_back_if_aborted(ctx, &stable, &canary).await {
+                return done;
             }
             if matches!(Self::stop(ctx), Some(Stop::Promote)) {
                 break 'steps;
@@ -427,16 +436,8 @@ impl ShiftWorkflow {
                 let _ = ctx
                     .wait_condition(|s| s.approved.is_some() || s.abort.is_some())
                     .await;
-                if let Some(a) = ctx.state(|s| s.abort.clone()) {
-                    return Self::roll_back(
-                        ctx,
-                        &stable,
-                        &canary,
-                        aborted(&a),
-                        now(ctx),
-                        "aborted",
-                    )
-                    .await;
+                if let Some(done) = Self::roll_back_if_aborted(ctx, &stable, &canary).await {
+                    return done;
                 }
                 let by = ctx.state(|s| {
                     s.approved
@@ -453,16 +454,8 @@ impl ShiftWorkflow {
                 let _ = ctx
                     .wait_condition(|s| s.breaker.is_none() || s.abort.is_some())
                     .await;
-                if let Some(a) = ctx.state(|s| s.abort.clone()) {
-                    return Self::roll_back(
-                        ctx,
-                        &stable,
-                        &canary,
-                        aborted(&a),
-                        now(ctx),
-                        "aborted",
-                    )
-                    .await;
+                if let Some(done) = Self::roll_back_if_aborted(ctx, &stable, &canary).await {
+                    return done;
                 }
             }
             let set = Self::weights(
