@@ -3,9 +3,8 @@
 //! deployment per environment holds whichever strategy it uses.
 
 use crate::commands::{CmdError, CmdResult, exit, root_message};
-use crate::config::Config;
 use crate::temporal::Settings;
-use proto::{DeployRequest, ShiftControl, ShiftStatus};
+use proto::{DeployRequest, ShiftControl, ShiftRequest, ShiftStatus};
 use std::time::Duration;
 use temporalio_client::{
     Client, WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowQueryOptions,
@@ -15,15 +14,12 @@ use workflows::{ShiftWorkflow, names};
 
 pub async fn start(
     settings: &Settings,
-    cfg: &Config,
+    client: &Client,
     req: &DeployRequest,
+    shift: ShiftRequest,
     task_queue: &str,
     wait: bool,
 ) -> CmdResult {
-    let shift = cfg.shift_request(req).map_err(CmdError::usage)?;
-    let client = settings
-        .connect(&format!("cutover-cli:{}", req.requested_by))
-        .await?;
     let workflow_id = names::deploy_workflow_id(&req.environment);
     let opts = WorkflowStartOptions::new(task_queue.to_owned(), workflow_id.clone())
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
@@ -38,7 +34,7 @@ pub async fn start(
         Err(temporalio_client::errors::WorkflowStartError::AlreadyStarted { run_id, .. }) => {
             // The same deployment id means this very request already started it (a start RPC
             // retried after its answer was lost, or the command re-run): starting is idempotent.
-            match status_of(&client, &req.environment).await {
+            match status_of(client, &req.environment).await {
                 Ok(s) if s.deployment_id == req.deployment_id && s.outcome.is_empty() => {
                     eprintln!(
                         "cutover: canary {} was already started (phase {}); following it",
@@ -69,7 +65,7 @@ pub async fn start(
         return Ok(exit::SUCCEEDED);
     }
     let result = handle.get_result(Default::default()).await;
-    let s = status_of(&client, &req.environment).await.ok();
+    let s = status_of(client, &req.environment).await.ok();
     if let Some(s) = &s {
         print_status(s, false);
     }

@@ -119,33 +119,24 @@ pub fn build_deploy_request(cfg: &Config, a: &DeployArgs) -> Result<DeployReques
 pub async fn deploy(settings: &Settings, cfg: &Config, a: DeployArgs) -> CmdResult {
     // Everything is checked before the workflow starts: bad input has no side effect.
     let req = build_deploy_request(cfg, &a)?;
-    if !["blue-green", "canary"].contains(&a.strategy.as_str()) {
-        return Err(CmdError::usage(format!(
-            "--strategy {:?}: expected blue-green or canary",
-            a.strategy
-        )));
-    }
-    // The environment's circuit breaker: while it blocks, nothing starts.
-    {
-        let client = settings
-            .connect(&format!("cutover-cli:{}", a.requested_by))
-            .await?;
-        crate::breaker_cmd::gate(&client, cfg, &a.environment, &a.task_queue).await?;
-    }
-    match a.strategy.as_str() {
-        "blue-green" => {}
-        "canary" => {
-            return crate::canary_cmd::start(settings, cfg, &req, &a.task_queue, a.wait).await;
-        }
+    let shift = match a.strategy.as_str() {
+        "blue-green" => None,
+        "canary" => Some(cfg.shift_request(&req).map_err(CmdError::usage)?),
         other => {
             return Err(CmdError::usage(format!(
                 "--strategy {other:?}: expected blue-green or canary"
             )));
         }
-    }
+    };
     let client = settings
         .connect(&format!("cutover-cli:{}", a.requested_by))
         .await?;
+    // The environment's circuit breaker: while it blocks, nothing starts.
+    crate::breaker_cmd::gate(&client, cfg, &a.environment, &a.task_queue).await?;
+    if let Some(shift) = shift {
+        return crate::canary_cmd::start(settings, &client, &req, shift, &a.task_queue, a.wait)
+            .await;
+    }
     let workflow_id = names::deploy_workflow_id(&a.environment);
     let opts = WorkflowStartOptions::new(a.task_queue.clone(), workflow_id.clone())
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)

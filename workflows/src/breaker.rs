@@ -198,7 +198,7 @@ impl BreakerWorkflow {
         loop {
             turns += 1;
             let t = now(ctx);
-            if probes(&ctx.state(|s| s.status.clone())) && unix_ms(t) >= next_probe {
+            if ctx.state(|s| probes(&s.status)) && unix_ms(t) >= next_probe {
                 let input = BreakerRequest {
                     config: ctx.state(|s| s.status.config.clone()),
                     carried: Some(BreakerStatus {
@@ -226,14 +226,14 @@ impl BreakerWorkflow {
                     // A source that could not be read keeps its last verdict.
                     let mut probe = probe;
                     let failed = |src: &str| probe.errors.iter().any(|e| e.starts_with(src));
-                    if failed("alerts:") || failed("probe failed") {
+                    if failed("alerts:") {
                         probe.firing = before.firing.clone();
                     }
-                    if failed("burn rate:") || failed("probe failed") {
+                    if failed("burn rate:") {
                         probe.burn_rate = before.burn_rate;
                         probe.burn_rate_known = before.burn_rate_known;
                     }
-                    if failed("freeze windows:") || failed("probe failed") {
+                    if failed("freeze windows:") {
                         probe.window = before.window.clone();
                     }
                     if before.firing != probe.firing {
@@ -314,7 +314,7 @@ impl BreakerWorkflow {
             // Sleep until the next probe, the next expiry, or a signal or update.
             let t_ms = unix_ms(now(ctx));
             let mut wake = u64::MAX;
-            if probes(&ctx.state(|s| s.status.clone())) {
+            if ctx.state(|s| probes(&s.status)) {
                 wake = next_probe.saturating_sub(t_ms);
             }
             if let Some(e) = ctx.state(|s| s.next_expiry()) {
