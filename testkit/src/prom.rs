@@ -96,6 +96,29 @@ impl Prometheus {
         }
     }
 
+    /// Unix ms of the first scrape, at or after `after_ms`, in which a counter matching
+    /// `selector` grew (looking back 10 minutes): the first bad scrape of an error counter.
+    pub fn first_increase_ms(&self, selector: &str, after_ms: f64) -> Option<f64> {
+        let v = self.query(&format!("{selector}[10m]"));
+        let mut first: Option<f64> = None;
+        for series in v["data"]["result"].as_array().cloned().unwrap_or_default() {
+            let samples: Vec<(f64, f64)> = series["values"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|x| Some((x[0].as_f64()? * 1000.0, x[1].as_str()?.parse().ok()?)))
+                .collect();
+            if let Some(w) = samples
+                .windows(2)
+                .find(|w| w[1].0 >= after_ms && w[1].1 > w[0].1)
+            {
+                first = Some(first.map_or(w[1].0, |f: f64| f.min(w[1].0)));
+            }
+        }
+        first
+    }
+
     /// An instant query's JSON answer.
     pub fn query(&self, q: &str) -> serde_json::Value {
         let client = crate::blocking::Client::new();

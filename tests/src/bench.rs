@@ -274,9 +274,6 @@ fn canary_breach(dir: &std::path::Path, addr: &str, config: &std::path::Path, pl
     );
     println!("requests served: {}, failed: {}", stats.ok, stats.failed);
     let canary = s["canary_color"].as_str().unwrap_or("green").to_owned();
-    let v = prom.query(&format!(
-        r#"http_requests_total{{service="strategy-engine",color="{canary}",code=~"5.."}}[10m]"#
-    ));
     // The breach: the first scrape after the canary took traffic in which its error counter
     // grew (the colour served errors earlier, in the v3 run).
     let started_ms = s["events"]
@@ -288,22 +285,14 @@ fn canary_breach(dir: &std::path::Path, addr: &str, config: &std::path::Path, pl
         .find(|e| e.contains("step 1:"))
         .map(|e| unix_ms(e.split_whitespace().next().unwrap_or("")))
         .unwrap_or(f64::NAN);
-    let mut first_bad_ms = f64::MAX;
-    for series in v["data"]["result"].as_array().cloned().unwrap_or_default() {
-        let samples: Vec<(f64, f64)> = series["values"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|x| Some((x[0].as_f64()? * 1000.0, x[1].as_str()?.parse::<f64>().ok()?)))
-            .collect();
-        for w in samples.windows(2) {
-            if w[1].0 >= started_ms && w[1].1 > w[0].1 {
-                first_bad_ms = first_bad_ms.min(w[1].0);
-                break;
-            }
-        }
-    }
+    let first_bad_ms = prom
+        .first_increase_ms(
+            &format!(
+                r#"http_requests_total{{service="strategy-engine",color="{canary}",code=~"5.."}}"#
+            ),
+            started_ms,
+        )
+        .unwrap_or(f64::NAN);
     let decision_ms = s["decisions"]
         .as_array()
         .cloned()

@@ -77,23 +77,7 @@ fn done(s: &Value) -> bool {
 }
 
 fn rfc3339_ms(s: &str) -> f64 {
-    // 2026-11-28T05:42:15.789Z → ms since the epoch (UTC).
-    let (date, time) = s.trim_end_matches('Z').split_once('T').unwrap();
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let t: Vec<f64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
-    let days = days_from_civil(d[0], d[1], d[2]) as f64;
-    (days * 86400.0 + t[0] * 3600.0 + t[1] * 60.0 + t[2]) * 1000.0
-        + format!("0.{frac}").parse::<f64>().unwrap() * 1000.0
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
+    s.parse::<jiff::Timestamp>().unwrap().as_millisecond() as f64
 }
 
 #[test]
@@ -186,29 +170,14 @@ fn a_canary_with_5_percent_errors_on_one_service_is_rolled_back_automatically() 
             svc.weights
         );
     }
-    // First scrape that saw a canary error: the first sample of the error series.
-    let v = prom
-        .query(r#"http_requests_total{service="strategy-engine",color="green",code=~"5.."}[10m]"#);
-    // (The series exists at 0 from the first request: the first bad scrape is the first sample
-    // above 0.)
-    let first_bad_ms = v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["values"].as_array().cloned().unwrap_or_default())
-        .filter(|s| {
-            s[1].as_str()
-                .and_then(|x| x.parse::<f64>().ok())
-                .unwrap_or(0.0)
-                > 0.0
-        })
-        .filter_map(|s| s[0].as_f64())
-        .fold(f64::MAX, f64::min)
-        * 1000.0;
-    assert!(
-        first_bad_ms < f64::MAX,
-        "Prometheus saw no canary error: {v}"
-    );
+    // The first scrape in which the canary's error counter grew (it is exported at 0 from the
+    // start and Prometheus scraped the zeros before the canary began).
+    let first_bad_ms = prom
+        .first_increase_ms(
+            r#"http_requests_total{service="strategy-engine",color="green",code=~"5.."}"#,
+            0.0,
+        )
+        .expect("Prometheus saw a canary error");
     let back = s["events"]
         .as_array()
         .unwrap()
