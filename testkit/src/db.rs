@@ -1,4 +1,4 @@
-//! A throwaway PostgreSQL 15 server (Debian `postgresql`) and an S3-compatible server
+//! A throwaway PostgreSQL server (Debian `postgresql`) and an S3-compatible server
 //! (`s3s-fs`, built by scripts/s3-build.sh), both real, on 127.0.0.1, per test.
 
 use crate::{die_with_parent, free_port, wait_until};
@@ -7,7 +7,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The server binaries of the newest PostgreSQL Debian installed (`/usr/lib/postgresql/<major>/bin`,
+/// 15 on Debian 12, 16 on Ubuntu 24.04), or `CUTOVER_PG_BIN`.
+fn pg_bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CUTOVER_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let major: u32 = e.file_name().to_str()?.parse().ok()?;
+            e.path()
+                .join("bin/initdb")
+                .exists()
+                .then(|| (major, e.path()))
+        })
+        .max();
+    match newest {
+        Some((_, dir)) => dir.join("bin"),
+        None => panic!(
+            "no PostgreSQL server in /usr/lib/postgresql/*/bin: run scripts/install-tools.sh \
+             (Debian postgresql) or set CUTOVER_PG_BIN"
+        ),
+    }
+}
 
 fn postgres_ids() -> (u32, u32) {
     let id = |flag: &str| -> u32 {
@@ -46,7 +71,7 @@ impl Postgres {
                 .unwrap()
         };
         chown(dir);
-        let out = Command::new(format!("{PG_BIN}/initdb"))
+        let out = Command::new(pg_bin().join("initdb"))
             .args(["-D"])
             .arg(&data)
             .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
@@ -74,7 +99,7 @@ impl Postgres {
     fn spawn(&mut self) {
         let (uid, gid) = postgres_ids();
         let log = std::fs::File::create(self.dir.parent().unwrap().join("postgres.log")).unwrap();
-        let mut cmd = Command::new(format!("{PG_BIN}/postgres"));
+        let mut cmd = Command::new(pg_bin().join("postgres"));
         cmd.arg("-D")
             .arg(&self.dir)
             .args(["-p", &self.port.to_string(), "-k"])
@@ -101,7 +126,7 @@ impl Postgres {
             "postgres accepts connections",
             Duration::from_secs(30),
             || {
-                Command::new(format!("{PG_BIN}/pg_isready"))
+                Command::new(pg_bin().join("pg_isready"))
                     .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
                     .output()
                     .is_ok_and(|o| o.status.success())

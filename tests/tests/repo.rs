@@ -159,3 +159,112 @@ fn every_cutover_verb_the_workflows_call_exists() {
         "expected the workflows to call cutover; found {seen} calls"
     );
 }
+
+/// The rows of scripts/install-tools.sh's table: (file glob, Debian package).
+fn install_table() -> Vec<(String, String)> {
+    let script = std::fs::read_to_string(root().join("scripts/install-tools.sh")).unwrap();
+    script
+        .lines()
+        .filter_map(|l| {
+            let row = l.trim().strip_prefix("\"/")?.strip_suffix('"')?;
+            let mut parts = row.split('|');
+            Some((format!("/{}", parts.next()?), parts.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// Every `google/protobuf/*.proto` that protoc reads while building proto/ and the temporalio
+/// crates must be a file the install script checks for and installs (protoc-compiler alone
+/// ships none of them); the report names each file, its package, and whether it is here.
+#[test]
+fn the_install_script_provides_every_well_known_proto_the_build_imports() {
+    let meta = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(root().join("Cargo.toml"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        meta.status.success(),
+        "{}",
+        String::from_utf8_lossy(&meta.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).unwrap();
+    let protos_crate = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "temporalio-protos")
+        .map(|p| {
+            Path::new(p["manifest_path"].as_str().unwrap())
+                .parent()
+                .unwrap()
+                .to_path_buf()
+        })
+        .expect("temporalio-protos is a dependency");
+    let mut imports = std::collections::BTreeSet::new();
+    for dir in [protos_crate.clone(), root().join("proto")] {
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let p = entry.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "proto") {
+                    for line in std::fs::read_to_string(&p).unwrap().lines() {
+                        if let Some(rest) = line.trim().strip_prefix("import \"google/protobuf/") {
+                            imports.insert(format!(
+                                "google/protobuf/{}",
+                                rest.split('"').next().unwrap()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        imports.contains("google/protobuf/field_mask.proto"),
+        "the scan found the temporalio-protos sources in {}: {imports:?}",
+        protos_crate.display()
+    );
+    let table = install_table();
+    let mut problems = vec![];
+    for import in &imports {
+        let file = format!("/usr/include/{import}");
+        let row = table.iter().find(|(f, _)| *f == file);
+        let here = Path::new(&file).exists();
+        println!(
+            "{file:<50} {:<18} {}",
+            row.map_or("NOT IN THE SCRIPT", |(_, pkg)| pkg.as_str()),
+            if here { "present" } else { "missing" }
+        );
+        if row.is_none() || !here {
+            problems.push(file);
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "not provided by scripts/install-tools.sh: {problems:?}"
+    );
+}
+
+/// `install-tools.sh --check` finds every file of its table on this machine (what CI and the two
+/// README commands rely on), and its table names the packages the README says it installs.
+#[test]
+fn the_install_check_passes_and_the_readme_names_its_packages() {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/install-tools.sh"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}");
+    assert!(out.status.success(), "missing files:\n{report}");
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for (_, pkg) in install_table() {
+        assert!(
+            readme.contains(&format!("`{pkg}`")),
+            "README does not name the package {pkg}"
+        );
+    }
+}
