@@ -115,8 +115,7 @@ async fn local(platform: &Platform, req: &AnalysisRequest) -> Result<AnalysisRes
         } else {
             0.0
         };
-        let p95 =
-            localplatform::metrics::quantile(0.95, &canary.buckets, &cb, cr).map(|s| s * 1000.0);
+        let p95 = wire::metrics::quantile(0.95, &canary.buckets, &cb, cr).map(|s| s * 1000.0);
         services.push(verdict(
             name,
             &req.canary_color,

@@ -4,10 +4,10 @@
 use crate::error::Failure;
 use crate::platform::Platform;
 use futures::StreamExt;
-use localplatform::faults::CHECK_HEADER;
-use localplatform::metrics::quantile;
 use proto::{CheckReport, CheckRequest, CheckResult, ServicePlan, Thresholds, WindowCheckRequest};
 use std::time::{Duration, Instant};
+use wire::CHECK_HEADER;
+use wire::metrics::quantile;
 
 pub const PASSED: &str = "passed";
 pub const FAILED: &str = "failed";

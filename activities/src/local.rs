@@ -1,10 +1,6 @@
 //! The local platform: the `cutover-platform` process's admin API.
 
 use crate::error::Failure;
-use localplatform::api::{
-    ApiError, Assignment, InstancesSpec, PlatformState, Stats, SwitchRequest as ApiSwitch,
-    SwitchResponse, WeightsRequest as ApiWeights, other_color,
-};
 use proto::{
     ColorRequest, DeployRequest, MetricsSnapshot, PreflightResult, SeriesCounters, ServiceWeight,
     SwitchRequest, SwitchResult, WeightsRequest, WeightsResult,
@@ -12,6 +8,10 @@ use proto::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
+use wire::api::{
+    ApiError, Assignment, InstancesSpec, PlatformState, Stats, SwitchRequest as ApiSwitch,
+    SwitchResponse, WeightsRequest as ApiWeights, other_color,
+};
 
 pub struct LocalPlatform {
     base: String,
@@ -260,7 +260,7 @@ impl LocalPlatform {
                 .get(name)
                 .and_then(|by_color| by_color.get(color))
                 .cloned()
-                .unwrap_or_else(|| localplatform::api::SeriesStats {
+                .unwrap_or_else(|| wire::api::SeriesStats {
                     bucket_counts: vec![0; stats.buckets.len()],
                     ..Default::default()
                 });

@@ -13,8 +13,8 @@
 
 use std::time::Duration;
 
-/// Header that cutover's smoke and performance checks send.
-pub const CHECK_HEADER: &str = "x-cutover-check";
+// Header that cutover's smoke and performance checks send (shared with them through `wire`).
+pub use wire::CHECK_HEADER;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Faults {

@@ -10,7 +10,8 @@
 //! - [`router`] routes each service's traffic to its colours by weight; a blue-green switch of all
 //!   four services is one swap of the route table. It records RED metrics.
 //! - [`admin`] is the small HTTP API the worker's activities call (`cutover-platform` binary).
-//! - [`api`] holds the JSON types of that API, shared with the activities' client.
+//! - [`api`] holds the JSON types of that API, re-exported from the `wire` crate, which the
+//!   activities' client shares without depending on this crate.
 //!
 //! The platform is its own process: a worker crash never drops traffic.
 

@@ -149,29 +149,8 @@ pub fn delta(now: &SeriesStats, before: Option<&SeriesStats>) -> SeriesStats {
     }
 }
 
-/// The p-quantile of a cumulative histogram, interpolated linearly inside its bucket as
-/// Prometheus' `histogram_quantile` does. `None` when there are no observations.
-pub fn quantile(q: f64, buckets: &[f64], cumulative: &[u64], total: u64) -> Option<f64> {
-    if total == 0 {
-        return None;
-    }
-    let rank = q * total as f64;
-    let mut prev_bound = 0.0;
-    let mut prev_count = 0u64;
-    for (le, count) in buckets.iter().zip(cumulative) {
-        if (*count as f64) >= rank {
-            let in_bucket = (*count - prev_count) as f64;
-            if in_bucket == 0.0 {
-                return Some(*le);
-            }
-            return Some(prev_bound + (le - prev_bound) * ((rank - prev_count as f64) / in_bucket));
-        }
-        prev_bound = *le;
-        prev_count = *count;
-    }
-    // Above the highest finite bucket: Prometheus answers the highest finite bound.
-    buckets.last().copied()
-}
+// Shared with the activities' checks through `wire`.
+pub use wire::metrics::quantile;
 
 #[cfg(test)]
 mod tests {

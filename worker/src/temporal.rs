@@ -111,16 +111,13 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
         let (_never, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let _keep = _never;
-            localplatform::http::serve(
+            wire::http::serve(
                 listener,
                 |req: hyper::Request<hyper::body::Incoming>| async move {
                     if req.uri().path() == "/metrics" {
-                        localplatform::http::text(
-                            hyper::StatusCode::OK,
-                            activities::telemetry::render(),
-                        )
+                        wire::http::text(hyper::StatusCode::OK, activities::telemetry::render())
                     } else {
-                        localplatform::http::text(hyper::StatusCode::NOT_FOUND, "see /metrics")
+                        wire::http::text(hyper::StatusCode::NOT_FOUND, "see /metrics")
                     }
                 },
                 stop,

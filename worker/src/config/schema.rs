@@ -1,0 +1,364 @@
+//! The serde structs of `cutover.toml` and their defaults. Every struct refuses unknown keys.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub defaults: Defaults,
+    pub services: BTreeMap<String, Service>,
+    pub environments: BTreeMap<String, Environment>,
+    #[serde(skip)]
+    pub file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Image of each service for a revision; `{service}` and `{revision}` are replaced.
+    #[serde(default = "default_image")]
+    pub image: String,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            image: default_image(),
+        }
+    }
+}
+
+fn default_image() -> String {
+    "jts/{service}:{revision}".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default = "default_ready")]
+    pub readiness_path: String,
+    #[serde(default = "default_health")]
+    pub health_path: String,
+    #[serde(default)]
+    pub smoke: Vec<String>,
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    #[serde(default = "default_warm")]
+    pub warm_replicas: u32,
+    pub image: Option<String>,
+    /// Kubernetes requests and limits of the service's pods.
+    #[serde(default)]
+    pub resources: ResourcesCfg,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourcesCfg {
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+}
+
+impl Default for ResourcesCfg {
+    fn default() -> Self {
+        Self {
+            cpu_request: "100m".into(),
+            cpu_limit: "1".into(),
+            memory_request: "128Mi".into(),
+            memory_limit: "256Mi".into(),
+        }
+    }
+}
+
+fn default_ready() -> String {
+    "/health/ready".into()
+}
+fn default_health() -> String {
+    "/health".into()
+}
+fn default_replicas() -> u32 {
+    2
+}
+fn default_warm() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    pub platform: Platform,
+    #[serde(default)]
+    pub production: bool,
+    #[serde(default)]
+    pub thresholds: ThresholdsCfg,
+    #[serde(default)]
+    pub performance: PerfCfg,
+    #[serde(default)]
+    pub approval: ApprovalCfg,
+    #[serde(default)]
+    pub timings: TimingsCfg,
+    /// Per-service replica overrides for this environment.
+    #[serde(default)]
+    pub replicas: BTreeMap<String, u32>,
+    /// The environment's JTS database and its migrations.
+    pub database: Option<DatabaseCfg>,
+    /// Gradual traffic shift (`cutover deploy ENV --strategy canary`).
+    #[serde(default)]
+    pub canary: CanaryCfg,
+    /// The environment's circuit breaker (`cutover breaker ...`).
+    pub breaker: Option<BreakerCfg>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerCfg {
+    /// IANA time zone of the freeze windows (e.g. "America/New_York").
+    pub timezone: String,
+    /// Recurring freeze windows (market hours): no deployment starts or moves inside them.
+    pub freeze_windows: Vec<FreezeWindowCfg>,
+    /// Prometheus (or Alertmanager) base URL whose firing alerts trip the breaker.
+    pub alerts_url: String,
+    /// "prometheus" (/api/v1/alerts) or "alertmanager" (/api/v2/alerts).
+    pub alerts_api: String,
+    /// Alert names that trip the breaker; empty: any firing alert.
+    pub alerts: Vec<String>,
+    /// Prometheus base URL for the burn-rate query.
+    pub prometheus_url: String,
+    /// PromQL giving the SLO's error-budget burn rate as one number.
+    pub burn_rate_query: String,
+    /// Trips above this burn rate (e.g. 14.4: a 30-day budget gone in 2 days).
+    pub max_burn_rate: f64,
+    /// Failed or rolled-back deployments in a row that trip it (0: never).
+    pub max_consecutive_failures: u32,
+    pub probe_interval_secs: u64,
+    /// The longest override anyone may grant.
+    pub max_override_secs: u64,
+}
+
+impl Default for BreakerCfg {
+    fn default() -> Self {
+        Self {
+            timezone: "UTC".into(),
+            freeze_windows: Vec::new(),
+            alerts_url: String::new(),
+            alerts_api: "prometheus".into(),
+            alerts: Vec::new(),
+            prometheus_url: String::new(),
+            burn_rate_query: String::new(),
+            max_burn_rate: 0.0,
+            max_consecutive_failures: 3,
+            probe_interval_secs: 30,
+            max_override_secs: 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeWindowCfg {
+    pub name: String,
+    /// mon tue wed thu fri sat sun; empty: every day.
+    #[serde(default)]
+    pub days: Vec<String>,
+    /// HH:MM local time.
+    pub start: String,
+    /// HH:MM local time; before `start`: the window crosses midnight.
+    pub end: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanaryCfg {
+    /// Canary weights in percent, in order; the last must be 100.
+    pub steps: Vec<u32>,
+    pub step_hold_secs: u64,
+    pub analysis_interval_ms: u64,
+    /// How far the observed share may be from the target before a step's clock starts.
+    pub share_tolerance_pct: u32,
+    /// Inconclusive analysis holds; after this long it rolls back.
+    pub inconclusive_hold_secs: u64,
+    /// "local" (the local router's counters) or "prometheus".
+    pub provider: String,
+    pub prometheus_url: String,
+    pub window_secs: u64,
+    /// PromQL templates ({service}, {color}, {window}); empty: defaults.
+    pub requests_query: String,
+    pub errors_query: String,
+    pub p95_query: String,
+    /// Ask for an approval before this step (0: never).
+    pub approval_at_percent: u32,
+}
+
+impl Default for CanaryCfg {
+    fn default() -> Self {
+        Self {
+            steps: vec![10, 25, 50, 75, 100],
+            step_hold_secs: 60,
+            analysis_interval_ms: 10_000,
+            share_tolerance_pct: 5,
+            inconclusive_hold_secs: 300,
+            provider: "local".into(),
+            prometheus_url: String::new(),
+            window_secs: 30,
+            requests_query: String::new(),
+            errors_query: String::new(),
+            p95_query: String::new(),
+            approval_at_percent: 0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseCfg {
+    /// Environment variable (of the worker, and of the CLI for `migrate plan`) holding the
+    /// database URL. The URL itself never appears in configuration, payloads or logs.
+    pub url_env: String,
+    /// Folder of the migration files, relative to the configuration file.
+    #[serde(default = "default_migrations")]
+    pub migrations: String,
+    /// S3 bucket of the backups taken before every migration run (credentials, region and
+    /// endpoint come from the worker's AWS_* environment).
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    /// Path-style addressing (most S3-compatible servers).
+    #[serde(default)]
+    pub path_style: bool,
+    #[serde(default = "default_part_size_mb")]
+    pub part_size_mb: u64,
+    /// What a failed run does: "down" (run the down files of what it applied) or "restore"
+    /// (restore the whole database from the backup it took).
+    #[serde(default = "default_on_failure")]
+    pub on_failure: String,
+    #[serde(default = "default_lock_timeout_ms")]
+    pub lock_timeout_ms: u64,
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+fn default_migrations() -> String {
+    "db/migrations".into()
+}
+fn default_part_size_mb() -> u64 {
+    8
+}
+fn default_on_failure() -> String {
+    "down".into()
+}
+fn default_lock_timeout_ms() -> u64 {
+    2000
+}
+fn default_statement_timeout_ms() -> u64 {
+    60_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Platform {
+    pub kind: String,
+    /// local: the platform's admin API.
+    #[serde(default)]
+    pub admin_url: String,
+    /// kubernetes: the namespace of the environment's services.
+    #[serde(default)]
+    pub namespace: String,
+    /// kubernetes: kubeconfig context (default: in-cluster, else the current context).
+    #[serde(default)]
+    pub context: String,
+    /// kubernetes: URL template of a service's preview colour, for the checks before the switch.
+    #[serde(default = "default_preview_url")]
+    pub preview_url: String,
+    /// kubernetes: how canary weights are applied: "gateway" (HTTPRoute) or "istio".
+    #[serde(default = "default_canary_routing")]
+    pub canary_routing: String,
+    /// kubernetes: host of the JTS ingress (default jts.<environment>.example).
+    #[serde(default)]
+    pub ingress_host: String,
+    /// kubernetes: folder of the per-service templates, relative to the configuration file.
+    #[serde(default = "default_manifests")]
+    pub manifests: String,
+}
+
+fn default_preview_url() -> String {
+    "http://{service}-preview.{namespace}.svc.cluster.local".into()
+}
+fn default_canary_routing() -> String {
+    "gateway".into()
+}
+fn default_manifests() -> String {
+    "k8s/jts".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdsCfg {
+    pub max_error_ratio: f64,
+    pub max_p95_ms: u64,
+    pub min_requests: u64,
+}
+
+impl Default for ThresholdsCfg {
+    fn default() -> Self {
+        Self {
+            max_error_ratio: 0.01,
+            max_p95_ms: 500,
+            min_requests: 20,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PerfCfg {
+    pub requests: u32,
+    pub concurrency: u32,
+    pub path: String,
+}
+
+impl Default for PerfCfg {
+    fn default() -> Self {
+        Self {
+            requests: 50,
+            concurrency: 5,
+            path: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalCfg {
+    pub required: bool,
+    pub approvers: Vec<String>,
+    pub distinct_from_requester: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimingsCfg {
+    pub ready_timeout_secs: u64,
+    pub validation_window_secs: u64,
+    pub check_interval_ms: u64,
+    pub keep_warm_secs: u64,
+    pub approval_timeout_secs: u64,
+    pub inconclusive_hold_secs: u64,
+}
+
+impl Default for TimingsCfg {
+    fn default() -> Self {
+        Self {
+            ready_timeout_secs: 120,
+            validation_window_secs: 60,
+            check_interval_ms: 5000,
+            keep_warm_secs: 900,
+            approval_timeout_secs: 86_400,
+            inconclusive_hold_secs: 120,
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The checks [`Config::parse`] runs after deserializing: each refusal names the file, the key
+//! and why.
+
+use super::{BreakerCfg, Config, ConfigError};
+
+impl Config {
+    fn invalid(&self, key: impl Into<String>, why: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            key: key.into(),
+            why: why.into(),
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.services.is_empty() {
+            return Err(self.invalid("services", "at least one service is required"));
+        }
+        if self.environments.is_empty() {
+            return Err(self.invalid("environments", "at least one environment is required"));
+        }
+        for (name, s) in &self.services {
+            if !is_dns_label(name) {
+                return Err(self.invalid(
+                    format!("services.{name}"),
+                    "service names are DNS labels: lowercase letters, digits and '-'",
+                ));
+            }
+            for d in &s.depends_on {
+                if !self.services.contains_key(d) {
+                    return Err(self.invalid(
+                        format!("services.{name}.depends_on"),
+                        format!("unknown service {d:?}"),
+                    ));
+                }
+            }
+            for (key, path) in [
+                ("readiness_path", &s.readiness_path),
+                ("health_path", &s.health_path),
+            ] {
+                if !path.starts_with('/') {
+                    return Err(self.invalid(
+                        format!("services.{name}.{key}"),
+                        format!("{path:?} must start with '/'"),
+                    ));
+                }
+            }
+            if let Some(p) = s.smoke.iter().find(|p| !p.starts_with('/')) {
+                return Err(self.invalid(
+                    format!("services.{name}.smoke"),
+                    format!("{p:?} must start with '/'"),
+                ));
+            }
+            if s.replicas == 0 {
+                return Err(self.invalid(format!("services.{name}.replicas"), "must be at least 1"));
+            }
+            let r = &s.resources;
+            for (key, q) in [
+                ("cpu_request", &r.cpu_request),
+                ("cpu_limit", &r.cpu_limit),
+                ("memory_request", &r.memory_request),
+                ("memory_limit", &r.memory_limit),
+            ] {
+                if !is_quantity(q) {
+                    return Err(self.invalid(
+                        format!("services.{name}.resources.{key}"),
+                        format!("{q:?} is not a Kubernetes quantity (e.g. \"250m\", \"512Mi\")"),
+                    ));
+                }
+            }
+            if s.warm_replicas > s.replicas {
+                return Err(self.invalid(
+                    format!("services.{name}.warm_replicas"),
+                    format!("{} is more than replicas ({})", s.warm_replicas, s.replicas),
+                ));
+            }
+        }
+        self.order()?;
+        for (env, e) in &self.environments {
+            let key = |k: &str| format!("environments.{env}.{k}");
+            if !is_dns_label(env) {
+                return Err(self.invalid(
+                    format!("environments.{env}"),
+                    "environment names are DNS labels: lowercase letters, digits and '-'",
+                ));
+            }
+            match e.platform.kind.as_str() {
+                "local" => {
+                    let u = &e.platform.admin_url;
+                    if url::Url::parse(u).map(|u| u.scheme() == "http" || u.scheme() == "https")
+                        != Ok(true)
+                    {
+                        return Err(self.invalid(
+                            key("platform.admin_url"),
+                            format!("{u:?} is not an http(s) URL"),
+                        ));
+                    }
+                }
+                "kubernetes" => {
+                    let p = &e.platform;
+                    if !is_dns_label(&p.namespace) {
+                        return Err(self.invalid(
+                            key("platform.namespace"),
+                            "a Kubernetes namespace is required",
+                        ));
+                    }
+                    if !["gateway", "istio"].contains(&p.canary_routing.as_str()) {
+                        return Err(self.invalid(
+                            key("platform.canary_routing"),
+                            format!("{:?}: expected \"gateway\" or \"istio\"", p.canary_routing),
+                        ));
+                    }
+                    let sample = p
+                        .preview_url
+                        .replace("{service}", "svc")
+                        .replace("{namespace}", "ns");
+                    if url::Url::parse(&sample)
+                        .map(|u| u.scheme() == "http" || u.scheme() == "https")
+                        != Ok(true)
+                    {
+                        return Err(self.invalid(
+                            key("platform.preview_url"),
+                            format!("{:?} is not an http(s) URL template", p.preview_url),
+                        ));
+                    }
+                }
+                other => {
+                    return Err(self.invalid(
+                        key("platform.kind"),
+                        format!("{other:?}: expected \"local\" or \"kubernetes\""),
+                    ));
+                }
+            }
+            if let Some(d) = &e.database {
+                let ok_var = !d.url_env.is_empty()
+                    && d.url_env
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if !ok_var {
+                    return Err(self.invalid(
+                        key("database.url_env"),
+                        format!(
+                            "{:?}: name an environment variable (A-Z, 0-9, _) that holds the database URL, not the URL",
+                            d.url_env
+                        ),
+                    ));
+                }
+                if d.bucket.is_empty() {
+                    return Err(self.invalid(key("database.bucket"), "a backup bucket is required"));
+                }
+                if !["down", "restore"].contains(&d.on_failure.as_str()) {
+                    return Err(self.invalid(
+                        key("database.on_failure"),
+                        format!("{:?}: expected \"down\" or \"restore\"", d.on_failure),
+                    ));
+                }
+                if d.part_size_mb < 5 {
+                    return Err(
+                        self.invalid(key("database.part_size_mb"), "S3 parts are at least 5 MiB")
+                    );
+                }
+            }
+            let c = &e.canary;
+            if c.steps.last() != Some(&100)
+                || c.steps.windows(2).any(|w| w[0] >= w[1])
+                || c.steps.iter().any(|p| *p == 0 || *p > 100)
+            {
+                return Err(self.invalid(
+                    key("canary.steps"),
+                    format!(
+                        "{:?}: increasing percentages from 1 to 100, ending at 100",
+                        c.steps
+                    ),
+                ));
+            }
+            if !["local", "prometheus"].contains(&c.provider.as_str()) {
+                return Err(self.invalid(
+                    key("canary.provider"),
+                    format!("{:?}: expected \"local\" or \"prometheus\"", c.provider),
+                ));
+            }
+            if c.provider == "prometheus"
+                && url::Url::parse(&c.prometheus_url)
+                    .map(|u| u.scheme() == "http" || u.scheme() == "https")
+                    != Ok(true)
+            {
+                return Err(self.invalid(
+                    key("canary.prometheus_url"),
+                    format!("{:?} is not an http(s) URL", c.prometheus_url),
+                ));
+            }
+            if c.approval_at_percent != 0 && !c.steps.contains(&c.approval_at_percent) {
+                return Err(self.invalid(
+                    key("canary.approval_at_percent"),
+                    format!("{} is not one of the steps", c.approval_at_percent),
+                ));
+            }
+            if let Some(b) = &e.breaker {
+                self.check_breaker(env, b)?;
+            }
+            let t = &e.thresholds;
+            if !(0.0..=1.0).contains(&t.max_error_ratio) {
+                return Err(self.invalid(
+                    key("thresholds.max_error_ratio"),
+                    format!(
+                        "{} is not a ratio between 0 and 1 (1% is 0.01)",
+                        t.max_error_ratio
+                    ),
+                ));
+            }
+            if t.min_requests == 0 {
+                return Err(self.invalid(
+                    key("thresholds.min_requests"),
+                    "must be at least 1: no traffic is no data, never health",
+                ));
+            }
+            if e.performance.requests > 0 && e.performance.concurrency == 0 {
+                return Err(self.invalid(key("performance.concurrency"), "must be at least 1"));
+            }
+            if !e.performance.path.is_empty() && !e.performance.path.starts_with('/') {
+                return Err(self.invalid(key("performance.path"), "must start with '/'"));
+            }
+            if e.approval.required && e.approval.approvers.is_empty() {
+                return Err(self.invalid(
+                    key("approval.approvers"),
+                    "approval is required but nobody may approve",
+                ));
+            }
+            let tm = &e.timings;
+            if tm.check_interval_ms < 100 {
+                return Err(self.invalid(key("timings.check_interval_ms"), "must be at least 100"));
+            }
+            if tm.ready_timeout_secs == 0 || tm.approval_timeout_secs == 0 {
+                return Err(self.invalid(
+                    key("timings"),
+                    "ready_timeout_secs and approval_timeout_secs must be at least 1",
+                ));
+            }
+            for svc in e.replicas.keys() {
+                if !self.services.contains_key(svc) {
+                    return Err(self.invalid(key(&format!("replicas.{svc}")), "unknown service"));
+                }
+            }
+            if let Some((svc, _)) = e.replicas.iter().find(|(_, r)| **r == 0) {
+                return Err(self.invalid(key(&format!("replicas.{svc}")), "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Services in dependency order (dependencies first; ties by name), or the cycle.
+    pub fn order(&self) -> Result<Vec<String>, ConfigError> {
+        let mut done: Vec<String> = Vec::new();
+        while done.len() < self.services.len() {
+            let next = self
+                .services
+                .iter()
+                .find(|(n, s)| !done.contains(n) && s.depends_on.iter().all(|d| done.contains(d)));
+            match next {
+                Some((n, _)) => done.push(n.clone()),
+                None => {
+                    let stuck: Vec<&String> =
+                        self.services.keys().filter(|n| !done.contains(n)).collect();
+                    return Err(self.invalid(
+                        "services.*.depends_on",
+                        format!("dependency cycle among {stuck:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    fn check_breaker(&self, env: &str, b: &BreakerCfg) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("environments.{env}.breaker.{k}");
+        if let Err(e) = jiff::tz::TimeZone::get(&b.timezone) {
+            return Err(self.invalid(
+                key("timezone"),
+                format!("{:?} is not a known IANA time zone: {e}", b.timezone),
+            ));
+        }
+        const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        for (i, w) in b.freeze_windows.iter().enumerate() {
+            let k = |f: &str| key(&format!("freeze_windows[{i}].{f}"));
+            if w.name.trim().is_empty() {
+                return Err(self.invalid(k("name"), "a window needs a name"));
+            }
+            if let Some(d) = w.days.iter().find(|d| !DAYS.contains(&d.as_str())) {
+                return Err(self.invalid(
+                    k("days"),
+                    format!("{d:?}: expected one of {}", DAYS.join(", ")),
+                ));
+            }
+            for (f, v) in [("start", &w.start), ("end", &w.end)] {
+                activities::breaker::hhmm(v).map_err(|e| self.invalid(k(f), e))?;
+            }
+            if w.start == w.end {
+                return Err(self.invalid(k("end"), "equals start: the window would be empty"));
+            }
+        }
+        let http = |u: &str| {
+            url::Url::parse(u).map(|u| u.scheme() == "http" || u.scheme() == "https") == Ok(true)
+        };
+        if !b.alerts_url.is_empty() && !http(&b.alerts_url) {
+            return Err(self.invalid(
+                key("alerts_url"),
+                format!("{:?} is not an http(s) URL", b.alerts_url),
+            ));
+        }
+        if !["prometheus", "alertmanager"].contains(&b.alerts_api.as_str()) {
+            return Err(self.invalid(
+                key("alerts_api"),
+                format!(
+                    "{:?}: expected \"prometheus\" or \"alertmanager\"",
+                    b.alerts_api
+                ),
+            ));
+        }
+        if !b.alerts.is_empty() && b.alerts_url.is_empty() {
+            return Err(self.invalid(key("alerts"), "alert names need alerts_url"));
+        }
+        if !b.burn_rate_query.is_empty() {
+            if !http(&b.prometheus_url) {
+                return Err(self.invalid(
+                    key("prometheus_url"),
+                    format!(
+                        "{:?} is not an http(s) URL (burn_rate_query needs it)",
+                        b.prometheus_url
+                    ),
+                ));
+            }
+            if b.max_burn_rate.is_nan() || b.max_burn_rate <= 0.0 {
+                return Err(self.invalid(
+                    key("max_burn_rate"),
+                    "burn_rate_query needs a limit above 0 (e.g. 14.4)",
+                ));
+            }
+        }
+        if b.probe_interval_secs == 0 {
+            return Err(self.invalid(key("probe_interval_secs"), "must be at least 1"));
+        }
+        if b.max_override_secs == 0 {
+            return Err(self.invalid(key("max_override_secs"), "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// A Kubernetes quantity as the API server accepts it: digits with an optional decimal part and
+/// an optional suffix (m, k, Ki, M, Mi, G, Gi, ...).
+fn is_quantity(q: &str) -> bool {
+    let digits_end = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(digits_end);
+    !num.is_empty()
+        && num.chars().filter(|c| *c == '.').count() <= 1
+        && num.chars().any(|c| c.is_ascii_digit())
+        && ["", "m", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti"].contains(&suffix)
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::GOOD;
+    use super::*;
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let e = Config::parse(
+            &GOOD.replace("approvers = [\"alice\"]", "approvers = []"),
+            "c.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml: environments.staging.approval.approvers: approval is required but nobody may approve"
+        );
+        let e = Config::parse(&GOOD.replace("smoke =", "smoek ="), "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml: ") && e.contains("smoek"), "{e}");
+        let e = Config::parse(
+            &GOOD.replace(
+                "[\"risk-management\"]\n[services.api",
+                "[\"api-gateway\"]\n[services.api",
+            ),
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("dependency cycle"), "{e}");
+        let e = Config::parse(
+            &GOOD.replace("kind = \"local\"", "kind = \"nomad\""),
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("environments.staging.platform.kind"), "{e}");
+    }
+
+    #[test]
+    fn breaker_settings_are_checked_naming_the_key() {
+        let with = |b: &str| {
+            Config::parse(&format!("{GOOD}breaker = {{ {b} }}\n"), "c.toml")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(with("timezone = \"Europe/London\", freeze_windows = [{ name = \"open\", days = [\"mon\"], start = \"07:55\", end = \"08:10\" }]").is_ok());
+        let cases = [
+            (
+                "timezone = \"Mars/Olympus\"",
+                "breaker.timezone",
+                "Mars/Olympus",
+            ),
+            (
+                "freeze_windows = [{ name = \"x\", days = [\"monday\"], start = \"09:00\", end = \"10:00\" }]",
+                "breaker.freeze_windows[0].days",
+                "monday",
+            ),
+            (
+                "freeze_windows = [{ name = \"x\", start = \"9:00\", end = \"10:00\" }]",
+                "breaker.freeze_windows[0].start",
+                "HH:MM",
+            ),
+            (
+                "alerts_url = \"prometheus:9090\"",
+                "breaker.alerts_url",
+                "http(s)",
+            ),
+            (
+                "alerts_api = \"grafana\"",
+                "breaker.alerts_api",
+                "alertmanager",
+            ),
+            (
+                "burn_rate_query = \"x\", prometheus_url = \"http://p:9090\"",
+                "breaker.max_burn_rate",
+                "above 0",
+            ),
+            (
+                "max_override_secs = 0",
+                "breaker.max_override_secs",
+                "at least 1",
+            ),
+            ("colour = 1", "breaker", "colour"),
+        ];
+        for (b, key, why) in cases {
+            let e = with(b).unwrap_err();
+            assert!(
+                e.starts_with("c.toml: ") && e.contains(key) && e.contains(why),
+                "{b}: {e}"
+            );
+        }
+    }
+}
