@@ -432,8 +432,11 @@ impl CutoverActivities {
         if !n.events.is_empty() {
             telemetry::on_phases(&n.environment, &n.events, std::time::SystemTime::now());
         }
-        // Outcomes feed the environment's circuit breaker (its failure streak).
-        breaker::report(&ctx.client(), &n).await;
+        // Outcomes feed the environment's circuit breaker (its failure streak): runs recorded
+        // before patch `release-v2` report through here; newer runs signal it themselves.
+        if !n.outcome_signalled {
+            breaker::report(&ctx.client(), &n).await;
+        }
         act(async {
             match &self.webhook {
                 Some(url) => notify::post(&self.http, url, &n).await,

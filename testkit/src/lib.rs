@@ -123,6 +123,19 @@ pub struct Temporal {
 }
 
 impl Temporal {
+    /// A worker polls `task_queue` for workflow tasks (`temporal task-queue describe`).
+    pub fn has_workflow_poller(&self, task_queue: &str) -> bool {
+        let out = Command::new(temporal_cli())
+            .args(["task-queue", "describe", "--task-queue", task_queue])
+            .args(["--address", &self.address(), "--output", "json"])
+            .output();
+        let Ok(out) = out else { return false };
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["pollers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|x| x["taskQueueType"] == "workflow"))
+    }
+
     pub fn start(dir: &Path) -> Self {
         let mut t = Self {
             child: None,
@@ -500,6 +513,13 @@ impl Env {
         let config = dir.join("cutover.toml");
         std::fs::write(&config, config_text(&[("staging", &platform.admin)], opts)).unwrap();
         let worker = Worker::start(&temporal.address(), worker_env);
+        // Until the worker polls, a query of a workflow that has just started (the breaker a
+        // command creates) waits for the client's 30 s timeout on a slow machine.
+        wait_until(
+            "the worker to poll the cutover task queue",
+            Duration::from_secs(90),
+            || temporal.has_workflow_poller("cutover"),
+        );
         Self {
             dir,
             temporal,

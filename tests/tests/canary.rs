@@ -3,82 +3,10 @@
 
 mod common;
 
+use common::canary::*;
 use serde_json::Value;
-use std::time::{Duration, Instant};
-use testkit::prom::Prometheus;
-use testkit::{ConfigOpts, Env, Load};
-
-const INTERVAL_MS: u64 = 1000;
-
-fn canary_env(
-    name: &str,
-    faults: &str,
-    hold_secs: u64,
-    inconclusive_secs: u64,
-) -> (Env, Prometheus) {
-    let opts = ConfigOpts {
-        min_requests: 10,
-        keep_warm_secs: 1,
-        ..Default::default()
-    };
-    let env = Env::start(name, faults, &opts, &[]);
-    let admin = env.platform.admin.trim_start_matches("http://").to_owned();
-    let prom = Prometheus::start(&env.dir, &[("router", &admin)]);
-    let mut cfg = std::fs::read_to_string(&env.config).unwrap();
-    cfg.push_str(&format!(
-        "canary = {{ steps = [10, 25, 50, 75, 100], step_hold_secs = {hold_secs}, analysis_interval_ms = {INTERVAL_MS}, share_tolerance_pct = 8, inconclusive_hold_secs = {inconclusive_secs}, provider = \"prometheus\", prometheus_url = \"{}\", window_secs = 5 }}\n",
-        prom.url
-    ));
-    std::fs::write(&env.config, cfg).unwrap();
-    (env, prom)
-}
-
-fn start(env: &Env) {
-    let run = env.cli(&[
-        "deploy",
-        "staging",
-        "--strategy",
-        "canary",
-        "--revision",
-        "v3",
-        "--as",
-        "ci",
-    ]);
-    assert_eq!(run.code, 0, "{run:?}");
-}
-
-fn canary_status(env: &Env) -> Option<Value> {
-    let r = env.cli(&["canary", "status", "staging", "--json"]);
-    (r.code == 0)
-        .then(|| serde_json::from_str(&r.stdout).ok())
-        .flatten()
-}
-
-fn wait(env: &Env, what: &str, timeout: Duration, f: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(s) = canary_status(env)
-            && f(&s)
-        {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {:?}\nworker:\n{}",
-            canary_status(env),
-            env.worker.log_tail(20)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn done(s: &Value) -> bool {
-    s["phase"] == "done"
-}
-
-fn rfc3339_ms(s: &str) -> f64 {
-    s.parse::<jiff::Timestamp>().unwrap().as_millisecond() as f64
-}
+use std::time::Duration;
+use testkit::Load;
 
 #[test]
 fn a_healthy_canary_goes_from_10_to_100_percent_and_promotes() {

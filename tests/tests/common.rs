@@ -1,6 +1,10 @@
 //! Helpers shared by the integration test files.
 #![allow(dead_code)]
 
+// An explicit path: this file is also a test target of its own (a crate root).
+#[path = "common/canary.rs"]
+pub mod canary;
+
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use testkit::Env;

@@ -1,6 +1,7 @@
 //! The client verbs: each validates its input before any side effect, then talks to Temporal.
 
 use crate::config::Config;
+use crate::release_cmd::{release_handle, running_status, wait_closed_status};
 use crate::temporal::Settings;
 use proto::{AbortRequest, ApprovalDecision, DeployRequest, DeployStatus, RollbackRequest};
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use temporalio_client::{
     WorkflowSignalOptions, WorkflowStartOptions,
 };
 use workflows::deploy::outcome;
+use workflows::release::contract;
 use workflows::{DeployWorkflow, RollbackWorkflow, names};
 
 /// Exit codes of `deploy --wait` and `rollback --wait`.
@@ -71,32 +73,6 @@ pub fn parse_images(pairs: &[String]) -> Result<BTreeMap<String, String>, CmdErr
     Ok(images)
 }
 
-/// The status of the environment's deployment once it has closed.
-async fn wait_closed_status(client: &Client, environment: &str) -> Result<DeployStatus, CmdError> {
-    let handle =
-        client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
-    while running_status(client, environment).await.is_some() {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    handle
-        .query(DeployWorkflow::status, (), WorkflowQueryOptions::default())
-        .await
-        .map_err(|e| CmdError::failed(format!("cannot read the deployment's status: {e}")))
-}
-
-async fn running_status(client: &Client, environment: &str) -> Option<DeployStatus> {
-    let handle =
-        client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
-    let desc = handle.describe(Default::default()).await.ok()?;
-    if desc.status() != temporalio_client::WorkflowExecutionStatus::Running {
-        return None;
-    }
-    handle
-        .query(DeployWorkflow::status, (), WorkflowQueryOptions::default())
-        .await
-        .ok()
-}
-
 pub struct DeployArgs {
     pub environment: String,
     pub revision: String,
@@ -133,6 +109,8 @@ pub async fn deploy(settings: &Settings, cfg: &Config, a: DeployArgs) -> CmdResu
         .await?;
     // The environment's circuit breaker: while it blocks, nothing starts.
     crate::breaker_cmd::gate(&client, cfg, &a.environment, &a.task_queue).await?;
+    // A release in its keep-warm period (or finishing) makes way for this one.
+    crate::release_cmd::make_way(&client, &req).await?;
     if let Some(shift) = shift {
         return crate::canary_cmd::start(settings, &client, &req, shift, &a.task_queue, a.wait)
             .await;
@@ -282,27 +260,21 @@ pub async fn decide(
     let client = settings
         .connect(&format!("cutover-cli:{}", decision.approver))
         .await?;
-    let handle =
-        client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
-    let result = if approve {
-        handle
-            .execute_update(
-                DeployWorkflow::approve,
-                decision,
-                WorkflowExecuteUpdateOptions::default(),
-            )
-            .await
+    let handle = release_handle(&client, environment);
+    let update = if approve {
+        contract::APPROVE
     } else {
-        handle
-            .execute_update(
-                DeployWorkflow::reject,
-                decision,
-                WorkflowExecuteUpdateOptions::default(),
-            )
-            .await
+        contract::REJECT
     };
+    let result = handle
+        .execute_update(update, decision, WorkflowExecuteUpdateOptions::default())
+        .await;
     match result {
-        Ok(s) => {
+        Ok(_) => {
+            let s = handle
+                .query(contract::STATUS, (), WorkflowQueryOptions::default())
+                .await
+                .map_err(|e| CmdError::failed(format!("decided, but: {}", root_message(&e))))?;
             let last = s.approvals.last().cloned().unwrap_or_default();
             println!(
                 "{} {} by {} (revision {})",
@@ -337,21 +309,14 @@ pub async fn abort(
             "no deployment is running in {environment}"
         )));
     }
-    let handle =
-        client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
-    let sent = if rollback {
-        handle
-            .signal(
-                DeployWorkflow::rollback,
-                req,
-                WorkflowSignalOptions::default(),
-            )
-            .await
+    let signal = if rollback {
+        contract::ROLLBACK
     } else {
-        handle
-            .signal(DeployWorkflow::abort, req, WorkflowSignalOptions::default())
-            .await
+        contract::ABORT
     };
+    let sent = release_handle(&client, environment)
+        .signal(signal, req, WorkflowSignalOptions::default())
+        .await;
     sent.map_err(|e| CmdError::failed(format!("cannot signal {environment}: {e}")))?;
     println!(
         "{} sent to {}",
@@ -450,10 +415,10 @@ pub async fn rollback(settings: &Settings, cfg: &Config, a: RollbackArgs) -> Cmd
         // (also during its warm period). One that is already finishing closes without taking
         // the signal; then the Rollback workflow below does it.
         let id = names::deploy_workflow_id(&a.environment);
-        let handle = client.get_workflow_handle::<DeployWorkflow>(id.clone());
+        let handle = release_handle(&client, &a.environment);
         handle
             .signal(
-                DeployWorkflow::rollback,
+                contract::ROLLBACK,
                 AbortRequest {
                     by: a.by.clone(),
                     reason: a.reason.clone(),
@@ -466,11 +431,11 @@ pub async fn rollback(settings: &Settings, cfg: &Config, a: RollbackArgs) -> Cmd
         loop {
             let running = running_status(&client, &a.environment).await.is_some();
             let st = handle
-                .query(DeployWorkflow::status, (), WorkflowQueryOptions::default())
+                .query(contract::STATUS, (), WorkflowQueryOptions::default())
                 .await
                 .ok();
             let took = st.as_ref().is_some_and(|s| {
-                s.phase == workflows::deploy::phase::ROLLING_BACK
+                s.phase == workflows::release::Phase::RollingBack.as_str()
                     || s.outcome == outcome::ROLLED_BACK
             });
             if took {

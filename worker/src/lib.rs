@@ -9,6 +9,8 @@
 //! - [`commands`]: deploy, approve, reject, abort, status, rollback.
 //! - [`k8s`]: render (a release's Kubernetes manifests) and secrets sync.
 //! - [`migrate_cmd`]: migrate check, plan, status, run, rollback.
+//! - [`release_cmd`]: the environment's running release, whichever strategy, and how a new
+//!   release makes way (supersede).
 
 pub mod breaker_cmd;
 pub mod canary_cmd;
@@ -17,4 +19,5 @@ pub mod config;
 pub mod image;
 pub mod k8s;
 pub mod migrate_cmd;
+pub mod release_cmd;
 pub mod temporal;

@@ -6,55 +6,34 @@
 //! it. Any failure after the switch reverts every service through the Rollback workflow.
 
 use crate::activities::CutoverActivities as Act;
-use crate::failures;
-use crate::migrate::MigrateWorkflow;
+use crate::failures::{self, innermost as describe};
 use crate::names;
 use crate::options;
-use crate::rollback::RollbackWorkflow;
+use crate::release::journal::{event, millis_between, now};
+use crate::release::{self, Control, Ident, Phase, RELEASE_V2, Release, Request, Undo, colour};
 use crate::time::rfc3339;
 use futures::FutureExt;
 use proto::{
-    AbortRequest, ApprovalDecision, ApprovalRecord, BreakerHold, CheckReport, CheckRequest,
-    CheckResult, ColorRequest, DeployRequest, DeployStatus, MetricsSnapshot, Notification,
-    RollbackRequest, ServiceStatus, SwitchRequest, WindowCheckRequest,
+    AbortRequest, ApprovalDecision, BreakerHold, CheckReport, CheckRequest, CheckResult,
+    ColorRequest, DeployRequest, DeployStatus, MetricsSnapshot, MigrateRequest, ServiceStatus,
+    SwitchRequest, WindowCheckRequest,
 };
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ApplicationFailure, ChildWorkflowOptions, SyncWorkflowContext, WorkflowContext,
-    WorkflowContextView, WorkflowResult,
+    ApplicationFailure, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
 type ValidatorResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// Phases, as shown by `status` and in the Temporal UI's current details.
-pub mod phase {
-    pub const PREFLIGHT: &str = "preflight";
-    pub const MIGRATING: &str = "migrating";
-    pub const STARTING: &str = "starting";
-    pub const CHECKING: &str = "checking";
-    pub const AWAITING_APPROVAL: &str = "awaiting_approval";
-    pub const HELD: &str = "held";
-    pub const SWITCHING: &str = "switching";
-    pub const VALIDATING: &str = "validating";
-    pub const WARM: &str = "warm";
-    pub const ROLLING_BACK: &str = "rolling_back";
-    pub const DONE: &str = "done";
-}
-
 /// Final outcomes.
 pub mod outcome {
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const ROLLED_BACK: &str = "rolled_back";
-    pub const FAILED: &str = "failed";
-    pub const REJECTED: &str = "rejected";
-    pub const ABORTED: &str = "aborted";
-}
-
-#[derive(Clone, Debug)]
-enum Stop {
-    Abort(AbortRequest),
-    Rollback(AbortRequest),
+    use crate::release::Outcome;
+    pub const SUCCEEDED: &str = Outcome::Succeeded.as_str();
+    pub const ROLLED_BACK: &str = Outcome::RolledBack.as_str();
+    pub const FAILED: &str = Outcome::Failed.as_str();
+    pub const REJECTED: &str = Outcome::Rejected.as_str();
+    pub const ABORTED: &str = Outcome::Aborted.as_str();
 }
 
 #[workflow]
@@ -62,47 +41,44 @@ enum Stop {
 pub struct DeployWorkflow {
     request: DeployRequest,
     status: DeployStatus,
-    decision: Option<(bool, ApprovalDecision)>,
-    stop: Option<Stop>,
-    /// The environment's circuit breaker holds the switch (the reason), when the run knows
-    /// about breakers (patch `breaker-v1`).
-    breaker: Option<String>,
-    breaker_aware: bool,
+    /// What the signals and updates every release answers wrote (abort, rollback, approval,
+    /// breaker hold).
+    control: Control,
 }
 
-fn now<W>(ctx: &WorkflowContext<W>) -> SystemTime {
-    ctx.workflow_time().unwrap_or(UNIX_EPOCH)
-}
-
-fn millis_between(a: SystemTime, b: SystemTime) -> f64 {
-    b.duration_since(a).unwrap_or_default().as_secs_f64() * 1000.0
-}
-
-/// A person-readable message of an activity or child failure: the innermost causes, joined.
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
+impl Release for DeployWorkflow {
+    fn ident(&self) -> Ident {
+        let r = &self.request;
+        Ident {
+            deployment_id: r.deployment_id.clone(),
+            environment: r.environment.clone(),
+            revision: r.revision.clone(),
+            requested_by: r.requested_by.clone(),
         }
-        cur = c.source();
     }
-    parts.last().cloned().unwrap_or_default()
+    fn control(&self) -> &Control {
+        &self.control
+    }
+    fn events_mut(&mut self) -> &mut Vec<String> {
+        &mut self.status.events
+    }
+    fn events(&self) -> Vec<String> {
+        self.status.events.clone()
+    }
+    fn set_phase(&mut self, phase: Phase) {
+        self.status.phase = phase.as_str().to_owned();
+    }
+    fn checks_mut(&mut self) -> &mut Vec<CheckResult> {
+        &mut self.status.checks
+    }
+    fn migrate(&self) -> Option<MigrateRequest> {
+        self.request.migrate.clone()
+    }
 }
 
 impl DeployWorkflow {
-    fn event(ctx: &WorkflowContext<Self>, text: impl Into<String>) {
-        let at = rfc3339(now(ctx));
-        let text = text.into();
-        ctx.state_mut(|s| s.status.events.push(format!("{at} {text}")));
-    }
-
-    fn set_phase(ctx: &WorkflowContext<Self>, phase: &str) {
-        ctx.state_mut(|s| s.status.phase = phase.to_owned());
-        ctx.set_current_details(format!("phase: {phase}"));
-        Self::event(ctx, format!("phase {phase}"));
+    fn set_phase(ctx: &WorkflowContext<Self>, phase: Phase) {
+        release::journal::enter(ctx, phase);
     }
 
     fn set_services(ctx: &WorkflowContext<Self>, state: &str, active: Option<&str>) {
@@ -121,47 +97,15 @@ impl DeployWorkflow {
 
     fn record(ctx: &WorkflowContext<Self>, report: &CheckReport) {
         let at = rfc3339(now(ctx));
-        ctx.state_mut(|s| {
-            for r in &report.results {
-                let mut r = r.clone();
-                r.at = at.clone();
-                // One live row per (check, service): the validation window refreshes its figures.
-                if let Some(existing) = s
-                    .status
-                    .checks
-                    .iter_mut()
-                    .find(|c| c.name == r.name && c.service == r.service && c.color == r.color)
-                {
-                    *existing = r;
-                } else {
-                    s.status.checks.push(r);
-                }
-            }
-        });
+        ctx.state_mut(|s| colour::merge_checks(&mut s.status.checks, report, &at));
     }
 
-    fn stop_requested(ctx: &WorkflowContext<Self>) -> Option<Stop> {
-        ctx.state(|s| s.stop.clone())
+    fn stop_requested(ctx: &WorkflowContext<Self>) -> Option<Request> {
+        ctx.state(|s| s.control.request.clone())
     }
 
-    async fn notify(ctx: &WorkflowContext<Self>, event: &str, text: String) {
-        let req = ctx.state(|s| s.request.clone());
-        let n = Notification {
-            event: event.to_owned(),
-            environment: req.environment.clone(),
-            deployment_id: req.deployment_id.clone(),
-            text,
-            // The events so far: the worker's phase metrics.
-            events: ctx.state(|s| s.status.events.clone()),
-        };
-        // A notification failure never fails a deployment.
-        if ctx
-            .execute_activity(Act::notify, n, options::notify())
-            .await
-            .is_err()
-        {
-            Self::event(ctx, format!("notification {event} could not be delivered"));
-        }
+    async fn notify(ctx: &WorkflowContext<Self>, kind: &str, text: String) {
+        release::journal::notify(ctx, kind, text).await;
     }
 
     async fn finish(
@@ -174,13 +118,16 @@ impl DeployWorkflow {
             s.status.outcome = result.to_owned();
             s.status.reason = reason.clone();
         });
-        Self::set_phase(ctx, phase::DONE);
+        Self::set_phase(ctx, Phase::Done);
         let req = ctx.state(|s| s.request.clone());
         let text = format!(
             "{} {} of {} to {}: {}",
             req.deployment_id, result, req.revision, req.environment, reason
         );
         Self::notify(ctx, result, text).await;
+        if let Some(o) = release::Outcome::parse(result) {
+            release::journal::report_outcome(ctx, o, &reason).await;
+        }
         if result == outcome::SUCCEEDED {
             Ok(ctx.state(|s| s.status.clone()))
         } else {
@@ -220,10 +167,20 @@ impl DeployWorkflow {
             .execute_activity(Act::scale_color, stop, options::platform_call())
             .await
         {
-            Self::event(ctx, format!("could not stop {target}: {}", describe(&e)));
+            event(ctx, format!("could not stop {target}: {}", describe(&e)));
         }
         Self::set_services(ctx, "reverted", None);
         Self::finish(ctx, result, failure_type, reason).await
+    }
+
+    /// Before the switch: the stop's outcome, with the target colour stopped.
+    async fn stop_before_switch(
+        ctx: &WorkflowContext<Self>,
+        target: &str,
+        stop: release::Stop,
+    ) -> WorkflowResult<DeployStatus> {
+        let (o, reason) = (stop.outcome, stop.reason);
+        Self::fail_before_switch(ctx, target, o.as_str(), o.failure_type(), reason).await
     }
 
     /// Before the switch, when an abort (or rollback) was requested: stops the target colour and
@@ -232,7 +189,7 @@ impl DeployWorkflow {
         ctx: &WorkflowContext<Self>,
         target: &str,
     ) -> Option<WorkflowResult<DeployStatus>> {
-        let (Stop::Abort(a) | Stop::Rollback(a)) = Self::stop_requested(ctx)?;
+        let a = Self::stop_requested(ctx)?.by().clone();
         Some(
             Self::fail_before_switch(
                 ctx,
@@ -254,32 +211,15 @@ impl DeployWorkflow {
         result: &str,
         failure_type: &str,
     ) -> WorkflowResult<DeployStatus> {
-        Self::set_phase(ctx, phase::ROLLING_BACK);
-        Self::event(ctx, format!("rolling back to {previous}: {reason}"));
+        Self::set_phase(ctx, Phase::RollingBack);
+        event(ctx, format!("rolling back to {previous}: {reason}"));
         let req = ctx.state(|s| s.request.clone());
-        let rb = RollbackRequest {
-            environment: req.environment.clone(),
-            platform: req.platform.clone(),
-            services: req.services.clone(),
-            to_color: previous.to_owned(),
-            reason: reason.clone(),
-            deployment_id: req.deployment_id.clone(),
-            requested_by: "cutover (automatic)".to_owned(),
-            ready_timeout_secs: req.timings.as_ref().map_or(120, |t| t.ready_timeout_secs),
-        };
-        let opts = ChildWorkflowOptions::workflow_id(names::rollback_workflow_id(&req.environment));
-        let outcome = match ctx
-            .start_child_workflow(RollbackWorkflow::run, rb, opts)
-            .await
-        {
-            Ok(started) => started.result().await.map_err(|e| describe(&e)),
-            Err(e) => Err(describe(&e)),
-        };
-        match outcome {
-            Ok(r) => {
+        let template = Self::color_request(&req, previous);
+        match colour::roll_back(ctx, &template, previous, &reason).await {
+            Ok(color) => {
                 let revert_ms = millis_between(detected_at, now(ctx));
                 ctx.state_mut(|s| s.status.revert_ms = revert_ms);
-                Self::set_services(ctx, "reverted", Some(&r.color));
+                Self::set_services(ctx, "reverted", Some(&color));
                 Self::finish(ctx, result, failure_type, reason).await
             }
             Err(e) => {
@@ -295,88 +235,22 @@ impl DeployWorkflow {
         }
     }
 
-    /// Runs one phase of the release's migrations as the child workflow `migrate-<env>`.
-    /// Ok(None) when there is nothing to run.
-    async fn migrate_phase(
-        ctx: &WorkflowContext<Self>,
-        phase_name: &str,
-    ) -> Result<Option<String>, String> {
-        let req = ctx.state(|s| s.request.clone());
-        let Some(mut m) = req.migrate.clone() else {
-            return Ok(None);
-        };
-        if m.migrations.is_empty() {
-            return Ok(None);
-        }
-        m.phase = phase_name.to_owned();
-        m.deployment_id = req.deployment_id.clone();
-        m.requested_by = req.requested_by.clone();
-        let opts = ChildWorkflowOptions::workflow_id(names::migrate_workflow_id(&req.environment));
-        let result = match ctx
-            .start_child_workflow(MigrateWorkflow::run, m, opts)
-            .await
-        {
-            Ok(started) => started.result().await.map_err(|e| describe(&e)),
-            Err(e) => Err(describe(&e)),
-        };
-        match result {
-            Ok(s) => Ok(Some(format!(
-                "{phase_name} {}: applied {:?}, version {}",
-                s.outcome, s.applied, s.current_version
-            ))),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn validate_decision(
-        &self,
-        ctx: &WorkflowContextView,
-        d: &ApprovalDecision,
-    ) -> ValidatorResult {
-        let _ = ctx;
-        let req = &self.request;
-        if self.status.phase != phase::AWAITING_APPROVAL || self.decision.is_some() {
-            return Err(format!(
-                "deployment {} is not awaiting approval (phase: {})",
-                req.deployment_id, self.status.phase
-            )
-            .into());
-        }
-        if d.deployment_id != req.deployment_id {
-            return Err(format!(
-                "stale approval: it names deployment {:?}, but {} is running {:?}",
-                d.deployment_id, req.environment, req.deployment_id
-            )
-            .into());
-        }
-        if d.revision != req.revision {
-            return Err(format!(
-                "approval is for revision {:?}, but deployment {} releases {:?}",
-                d.revision, req.deployment_id, req.revision
-            )
-            .into());
-        }
-        let policy = req.approval.clone().unwrap_or_default();
-        if d.approver.trim().is_empty() {
-            return Err("approval has no approver identity".into());
-        }
-        if !policy.approvers.iter().any(|a| a == &d.approver) {
-            return Err(format!(
-                "{:?} may not approve deployments to {} (allowed: {})",
-                d.approver,
-                req.environment,
-                policy.approvers.join(", ")
-            )
-            .into());
-        }
-        if policy.distinct_from_requester && d.approver == req.requested_by {
-            return Err(format!(
-                "{:?} requested deployment {} and may not approve it too",
-                d.approver, req.deployment_id
-            )
-            .into());
-        }
-        Ok(())
+    /// The approver's decision, validated by the one policy check both strategies share.
+    fn validate_decision(&self, d: &ApprovalDecision) -> ValidatorResult {
+        let (ident, policy) = (
+            self.ident(),
+            self.request.approval.clone().unwrap_or_default(),
+        );
+        release::approval::validate(
+            &release::approval::Pending {
+                ident: &ident,
+                policy: &policy,
+                phase: &self.status.phase,
+                decided: self.control.decision.is_some(),
+            },
+            d,
+        )
+        .map_err(Into::into)
     }
 
     fn decide(
@@ -385,15 +259,11 @@ impl DeployWorkflow {
         approved: bool,
         d: ApprovalDecision,
     ) -> DeployStatus {
-        let at = rfc3339(ctx.workflow_time().unwrap_or(UNIX_EPOCH));
-        self.status.approvals.push(ApprovalRecord {
-            approver: d.approver.clone(),
-            decision: if approved { "approved" } else { "rejected" }.to_owned(),
-            revision: d.revision.clone(),
-            comment: d.comment.clone(),
-            at,
-        });
-        self.decision = Some((approved, d));
+        let at = rfc3339(ctx.workflow_time().unwrap_or(std::time::UNIX_EPOCH));
+        self.status
+            .approvals
+            .push(release::approval::record(approved, &d, at));
+        self.control.decision = Some((approved, d));
         self.status.clone()
     }
 }
@@ -406,9 +276,11 @@ impl DeployWorkflow {
         req: DeployRequest,
     ) -> WorkflowResult<DeployStatus> {
         let breaker_aware = ctx.patched("breaker-v1");
+        let v2 = ctx.patched(RELEASE_V2);
         ctx.state_mut(|s| {
             s.request = req.clone();
-            s.breaker_aware = breaker_aware;
+            s.control.breaker_aware = breaker_aware;
+            s.control.v2 = v2;
             s.status = DeployStatus {
                 deployment_id: req.deployment_id.clone(),
                 environment: req.environment.clone(),
@@ -428,7 +300,7 @@ impl DeployWorkflow {
                 ..Default::default()
             };
         });
-        Self::set_phase(ctx, phase::PREFLIGHT);
+        Self::set_phase(ctx, Phase::Preflight);
         Self::notify(
             ctx,
             "started",
@@ -457,7 +329,7 @@ impl DeployWorkflow {
         let (previous, target) = (pre.active_color.clone(), pre.target_color.clone());
         ctx.state_mut(|s| s.status.target_color = target.clone());
         Self::set_services(ctx, "pending", Some(&previous));
-        Self::event(
+        event(
             ctx,
             format!("{previous} is live; releasing {} on {target}", req.revision),
         );
@@ -466,10 +338,9 @@ impl DeployWorkflow {
         // run is reverted by the Migrate workflow itself; nothing else has changed yet.
         let migrations = ctx.patched("migrations-v1") && req.migrate.is_some();
         if migrations {
-            Self::set_phase(ctx, phase::MIGRATING);
-            match Self::migrate_phase(ctx, "expand").await {
+            Self::set_phase(ctx, Phase::Migrating);
+            match colour::migrate_phase(ctx, "expand").await {
                 Ok(Some(summary)) => {
-                    Self::event(ctx, format!("migrations {summary}"));
                     ctx.state_mut(|s| s.status.migrations = summary);
                 }
                 Ok(None) => {}
@@ -487,7 +358,7 @@ impl DeployWorkflow {
         }
 
         // Start the target colour and wait until every instance is ready.
-        Self::set_phase(ctx, phase::STARTING);
+        Self::set_phase(ctx, Phase::Starting);
         Self::set_services(ctx, "starting", None);
         let colour = Self::color_request(&req, &target);
         let ready_timeout = Duration::from_secs(colour.timeout_secs.max(1));
@@ -522,7 +393,7 @@ impl DeployWorkflow {
         Self::set_services(ctx, "ready", None);
 
         // Smoke and performance checks against the target colour, before it takes traffic.
-        Self::set_phase(ctx, phase::CHECKING);
+        Self::set_phase(ctx, Phase::Checking);
         let check = CheckRequest {
             platform: req.platform.clone(),
             color: target.clone(),
@@ -530,107 +401,38 @@ impl DeployWorkflow {
             thresholds: req.thresholds,
             perf: req.perf.clone(),
         };
-        for name in ["smoke", "performance"] {
-            let result = if name == "smoke" {
-                ctx.execute_activity(Act::smoke_checks, check.clone(), options::checks())
-                    .await
-            } else {
-                ctx.execute_activity(Act::perf_checks, check.clone(), options::checks())
-                    .await
-            };
-            let failed = match result {
-                Ok(report) => {
-                    Self::record(ctx, &report);
-                    (!report.passed).then(|| {
-                        report
-                            .results
-                            .iter()
-                            .filter(|r| r.outcome != "passed")
-                            .map(|r| format!("{} {}: {}", r.service, r.name, r.detail))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    })
-                }
-                Err(e) => Some(describe(&e)),
-            };
-            if let Some(why) = failed {
-                return Self::fail_before_switch(
-                    ctx,
-                    &target,
-                    outcome::FAILED,
-                    failures::DEPLOYMENT_FAILED,
-                    format!("{name} check failed on {target}: {why}"),
-                )
-                .await;
-            }
-            if let Some(done) = Self::stop_if_aborted(ctx, &target).await {
-                return done;
-            }
+        if let Err(stop) = colour::checks_before_traffic(ctx, &check, Undo::StopTarget).await {
+            return Self::stop_before_switch(ctx, &target, stop).await;
         }
 
         // Approval gate.
         if req.approval.as_ref().is_some_and(|a| a.required) {
-            Self::set_phase(ctx, phase::AWAITING_APPROVAL);
-            Self::notify(
-                ctx,
-                "awaiting_approval",
-                format!(
-                    "{} awaits approval: {} to {} (approve with: cutover approve {} --deployment {} --revision {})",
-                    req.deployment_id, req.revision, req.environment, req.environment, req.deployment_id, req.revision
-                ),
-            )
-            .await;
+            release::approval::ask(ctx, &format!("{} to {}", req.revision, req.environment)).await;
             let timeout = Duration::from_secs(
                 req.timings
                     .as_ref()
                     .map_or(86_400, |t| t.approval_timeout_secs)
                     .max(1),
             );
-            let answered = temporalio_sdk::workflows::select! {
-                _ = ctx.wait_condition(|s| s.decision.is_some() || s.stop.is_some()).fuse() => true,
-                _ = ctx.timer(timeout).fuse() => false,
-            };
-            if !answered {
-                return Self::fail_before_switch(
-                    ctx,
-                    &target,
-                    outcome::FAILED,
-                    failures::DEPLOYMENT_FAILED,
-                    format!("no approval within {}s", timeout.as_secs()),
-                )
-                .await;
+            if let Err(stop) = release::approval::gate(ctx, Some(timeout), Undo::StopTarget).await {
+                return Self::stop_before_switch(ctx, &target, stop).await;
             }
-            if let Some(done) = Self::stop_if_aborted(ctx, &target).await {
-                return done;
-            }
-            let (approved, d) = ctx.state(|s| s.decision.clone()).expect("condition above");
-            if !approved {
-                return Self::fail_before_switch(
-                    ctx,
-                    &target,
-                    outcome::REJECTED,
-                    failures::DEPLOYMENT_REJECTED,
-                    format!("rejected by {}: {}", d.approver, d.comment),
-                )
-                .await;
-            }
-            Self::event(ctx, format!("approved by {}", d.approver));
         }
 
         // The circuit breaker holds the switch while it blocks (rolling back is never held).
-        if ctx.state(|s| s.breaker_aware && s.breaker.is_some()) {
-            Self::set_phase(ctx, phase::HELD);
+        if ctx.state(|s| s.control.held()) {
+            Self::set_phase(ctx, Phase::Held);
             let _ = ctx
-                .wait_condition(|s| s.breaker.is_none() || s.stop.is_some())
+                .wait_condition(|s| s.control.breaker.is_none() || s.control.request.is_some())
                 .await;
             if let Some(done) = Self::stop_if_aborted(ctx, &target).await {
                 return done;
             }
-            Self::event(ctx, "circuit breaker closed: switching");
+            event(ctx, "circuit breaker closed: switching");
         }
 
         // Switch every service in one step.
-        Self::set_phase(ctx, phase::SWITCHING);
+        Self::set_phase(ctx, Phase::Switching);
         let names_in_order: Vec<String> = req.services.iter().map(|s| s.name.clone()).collect();
         let window = WindowCheckRequest {
             platform: req.platform.clone(),
@@ -675,7 +477,7 @@ impl DeployWorkflow {
             Ok(r) => {
                 ctx.state_mut(|s| s.status.switch_ms = r.switch_ms);
                 Self::set_services(ctx, "live", Some(&target));
-                Self::event(
+                event(
                     ctx,
                     format!("switched {} to {target}", r.changed.join(", ")),
                 );
@@ -696,7 +498,7 @@ impl DeployWorkflow {
         }
 
         // Post-switch validation window on live traffic.
-        Self::set_phase(ctx, phase::VALIDATING);
+        Self::set_phase(ctx, Phase::Validating);
         let timings = req.timings.unwrap_or_default();
         let interval = Duration::from_millis(timings.check_interval_ms.max(100));
         let window_ms = timings.validation_window_secs * 1000;
@@ -712,11 +514,13 @@ impl DeployWorkflow {
             n += 1;
             let interrupted = temporalio_sdk::workflows::select! {
                 _ = ctx.timer(interval).fuse() => false,
-                _ = ctx.wait_condition(|s| s.stop.is_some()).fuse() => true,
+                _ = ctx.wait_condition(|s| s.control.request.is_some()).fuse() => true,
             };
             if interrupted {
-                let (Stop::Abort(a) | Stop::Rollback(a)) =
-                    Self::stop_requested(ctx).expect("condition above");
+                let a = Self::stop_requested(ctx)
+                    .expect("condition above")
+                    .by()
+                    .clone();
                 let reason = format!("rollback requested by {}: {}", a.by, a.reason);
                 return Self::roll_back(
                     ctx,
@@ -789,7 +593,7 @@ impl DeployWorkflow {
         }
 
         // Success: the old colour stays warm at reduced size for a fast rollback, then retires.
-        Self::set_phase(ctx, phase::WARM);
+        Self::set_phase(ctx, Phase::Warm);
         let warm = ColorRequest {
             warm_size: true,
             ..Self::color_request(&req, &previous)
@@ -798,7 +602,7 @@ impl DeployWorkflow {
             .execute_activity(Act::scale_color, warm, options::platform_call())
             .await
         {
-            Self::event(
+            event(
                 ctx,
                 format!("could not shrink {previous} to warm size: {}", describe(&e)),
             );
@@ -821,13 +625,13 @@ impl DeployWorkflow {
             ),
         )
         .await;
+        // A stop request rolls back; a newer release (patch `release-v2`) ends the period early.
         let interrupted = temporalio_sdk::workflows::select! {
             _ = ctx.timer(keep_warm).fuse() => false,
-            _ = ctx.wait_condition(|s| s.stop.is_some()).fuse() => true,
+            _ = ctx.wait_condition(|s| s.control.warm_interrupted()).fuse() => true,
         };
-        if interrupted {
-            let (Stop::Abort(a) | Stop::Rollback(a)) =
-                Self::stop_requested(ctx).expect("condition above");
+        if interrupted && let Some(r) = Self::stop_requested(ctx) {
+            let a = r.by().clone();
             ctx.state_mut(|s| s.status.outcome.clear());
             let reason = format!("rollback requested by {}: {}", a.by, a.reason);
             return Self::roll_back(
@@ -848,18 +652,17 @@ impl DeployWorkflow {
             .execute_activity(Act::scale_color, retire, options::platform_call())
             .await
         {
-            Self::event(
+            event(
                 ctx,
                 format!("could not retire {previous}: {}", describe(&e)),
             );
         } else {
-            Self::event(ctx, format!("retired {previous}"));
+            event(ctx, format!("retired {previous}"));
             // The old colour is gone and its rollback window closed: the contract phase.
             if migrations {
-                Self::set_phase(ctx, phase::MIGRATING);
-                match Self::migrate_phase(ctx, "contract").await {
+                Self::set_phase(ctx, Phase::Migrating);
+                match colour::migrate_phase(ctx, "contract").await {
                     Ok(Some(summary)) => {
-                        Self::event(ctx, format!("migrations {summary}"));
                         ctx.state_mut(|s| {
                             s.status.migrations = format!("{}; {summary}", s.status.migrations)
                         });
@@ -867,7 +670,7 @@ impl DeployWorkflow {
                     Ok(None) => {}
                     Err(e) => {
                         // The release is live and healthy; the contract files were reverted.
-                        Self::event(ctx, format!("contract migrations failed (reverted): {e}"));
+                        event(ctx, format!("contract migrations failed (reverted): {e}"));
                         ctx.state_mut(|s| {
                             s.status.migrations =
                                 format!("{}; contract failed (reverted): {e}", s.status.migrations)
@@ -885,6 +688,8 @@ impl DeployWorkflow {
                 }
             }
         }
+        let migrations = ctx.state(|s| s.status.migrations.clone());
+        release::journal::superseded(ctx, &migrations);
         Self::finish(
             ctx,
             outcome::SUCCEEDED,
@@ -900,8 +705,12 @@ impl DeployWorkflow {
     }
 
     #[update_validator(approve)]
-    fn validate_approve(&self, ctx: &WorkflowContextView, d: &ApprovalDecision) -> ValidatorResult {
-        self.validate_decision(ctx, d)
+    fn validate_approve(
+        &self,
+        _ctx: &WorkflowContextView,
+        d: &ApprovalDecision,
+    ) -> ValidatorResult {
+        self.validate_decision(d)
     }
 
     /// Approves the deployment waiting at its gate. Rejected by the validator (leaving no
@@ -916,8 +725,8 @@ impl DeployWorkflow {
     }
 
     #[update_validator(reject)]
-    fn validate_reject(&self, ctx: &WorkflowContextView, d: &ApprovalDecision) -> ValidatorResult {
-        self.validate_decision(ctx, d)
+    fn validate_reject(&self, _ctx: &WorkflowContextView, d: &ApprovalDecision) -> ValidatorResult {
+        self.validate_decision(d)
     }
 
     #[update(name = names::REJECT_UPDATE)]
@@ -934,27 +743,30 @@ impl DeployWorkflow {
     /// From the environment's circuit breaker: hold before the switch (or go on).
     #[signal(name = names::BREAKER_HOLD_SIGNAL)]
     pub fn breaker_hold(&mut self, _ctx: &mut SyncWorkflowContext<Self>, h: BreakerHold) {
-        if h.hold {
-            self.status.breaker_hold = h.reason.clone();
-            self.breaker = Some(h.reason);
+        self.status.breaker_hold = if h.hold {
+            h.reason.clone()
         } else {
-            self.status.breaker_hold.clear();
-            self.breaker = None;
-        }
+            String::new()
+        };
+        self.control.on_breaker(h);
     }
 
     #[signal(name = names::ABORT_SIGNAL)]
     pub fn abort(&mut self, _ctx: &mut SyncWorkflowContext<Self>, a: AbortRequest) {
-        if self.stop.is_none() {
-            self.stop = Some(Stop::Abort(a));
+        self.control.on_abort(a);
+    }
+
+    /// A newer release of the environment: end the keep-warm period now (patch `release-v2`).
+    #[signal(name = names::SUPERSEDE_SIGNAL)]
+    pub fn supersede(&mut self, _ctx: &mut SyncWorkflowContext<Self>, a: AbortRequest) {
+        if self.control.v2 {
+            self.control.on_supersede(a);
         }
     }
 
     /// Rolls back a switched deployment (validation window or warm period).
     #[signal(name = names::ROLLBACK_SIGNAL)]
     pub fn rollback(&mut self, _ctx: &mut SyncWorkflowContext<Self>, a: AbortRequest) {
-        if self.stop.is_none() {
-            self.stop = Some(Stop::Rollback(a));
-        }
+        self.control.on_rollback(a);
     }
 }

@@ -4,7 +4,8 @@
 //!   so a Rust rename never breaks a running history or a CI script.
 //! - [`activities`] declares the activities the workflows call (implemented in the `activities`
 //!   crate), and [`options`] their timeouts and retry policies.
-//! - [`deploy`] is the blue-green Deploy workflow; [`rollback`] the Rollback workflow it uses;
+//! - [`release`] is the lifecycle both strategies share (journal, colours, approvals, stops);
+//!   [`deploy`] is the blue-green Deploy workflow; [`shift`] the canary (GradualShift); [`rollback`] the Rollback workflow it uses;
 //!   [`migrate`] runs database migrations (expand before the switch, contract after).
 //! - [`breaker`] is an environment's circuit breaker (a long-running entity workflow).
 //! - [`failures`] names the failure types workflows and activities raise.
@@ -16,6 +17,7 @@ pub mod failures;
 pub mod migrate;
 pub mod names;
 pub mod options;
+pub mod release;
 pub mod rollback;
 pub mod shift;
 pub mod time;

@@ -27,6 +27,8 @@ pub const APPROVE_UPDATE: &str = "approve";
 pub const REJECT_UPDATE: &str = "reject";
 pub const ABORT_SIGNAL: &str = "abort";
 pub const ROLLBACK_SIGNAL: &str = "rollback";
+/// A newer release of the environment asks the running one to end its keep-warm period now.
+pub const SUPERSEDE_SIGNAL: &str = "supersede";
 pub const STATUS_QUERY: &str = "status";
 
 pub const PREFLIGHT: &str = "preflight";

@@ -109,6 +109,8 @@ impl Config {
             approval_at_percent: c.approval_at_percent,
             approval: d.approval.clone(),
             timings: d.timings,
+            perf: d.perf.clone(),
+            migrate: d.migrate.clone(),
         })
     }
 

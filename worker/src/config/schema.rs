@@ -190,7 +190,7 @@ pub struct CanaryCfg {
     pub requests_query: String,
     pub errors_query: String,
     pub p95_query: String,
-    /// Ask for an approval before this step (0: never).
+    /// When the environment requires approval: ask before this step (0: before the first).
     pub approval_at_percent: u32,
 }
 

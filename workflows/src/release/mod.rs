@@ -1,0 +1,55 @@
+//! The release lifecycle both strategies share (blue-green [`crate::deploy`], canary
+//! [`crate::shift`]). A strategy's `run` is its runbook: a short list of phases, each a method
+//! returning `Result<_, Stop>`; what a [`Stop`] undoes is decided in one place per strategy.
+//!
+//! - [`types`]: colours, phases, outcomes, verdicts, scale targets as enums (same JSON as before).
+//! - [`journal`]: events, phase changes, notifications (a failed one is recorded, never fatal),
+//!   and the outcome sent to the environment's circuit breaker as its own signal.
+//! - [`approval`]: the approval policy as one pure function, and the gate that waits for it.
+//! - [`colour`]: colour requests (full, warm, stopped), the checks before any live traffic, the
+//!   Rollback child, and the expand / contract migration phases.
+//! - [`stop`]: how a release ends early, and what it undoes.
+//! - [`contract`]: the signals, updates and query every release answers, by name, for the CLI.
+//! - [`control`]: the state the signals every release answers write (abort, rollback,
+//!   supersede, breaker hold, approval decisions).
+
+pub mod approval;
+pub mod colour;
+pub mod contract;
+pub mod control;
+pub mod journal;
+pub mod stop;
+pub mod types;
+
+pub use control::{Control, Request};
+pub use stop::{Stop, Undo};
+pub use types::{Color, Notice, Outcome, Phase, ScaleTarget, Verdict};
+
+use proto::MigrateRequest;
+
+/// Patch of the shared lifecycle: canary parity (checks before traffic, migrations, approval
+/// timeout and reject, rollback after promotion) and the outcome signalled to the breaker.
+pub const RELEASE_V2: &str = "release-v2";
+
+/// What a release is, the same for both strategies.
+#[derive(Clone, Debug, Default)]
+pub struct Ident {
+    pub deployment_id: String,
+    pub environment: String,
+    pub revision: String,
+    pub requested_by: String,
+}
+
+/// A workflow that runs a release: its state gives the shared lifecycle what it needs.
+pub trait Release: Sized + 'static {
+    fn ident(&self) -> Ident;
+    fn control(&self) -> &Control;
+    fn events_mut(&mut self) -> &mut Vec<String>;
+    /// The events so far (notifications carry them: the worker's phase metrics).
+    fn events(&self) -> Vec<String>;
+    fn set_phase(&mut self, phase: Phase);
+    /// The checks' rows of the status (one live row per check, service and colour).
+    fn checks_mut(&mut self) -> &mut Vec<proto::CheckResult>;
+    /// The release's migrations, when the environment has a database.
+    fn migrate(&self) -> Option<MigrateRequest>;
+}

@@ -1,0 +1,159 @@
+//! The words of a release as types. Each is stored and shown as the same snake_case string as
+//! before (histories, `status --json`, notifications), so recorded fixtures still replay.
+
+macro_rules! words {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+words! {
+    /// The two colours a service runs in.
+    Color { Blue => "blue", Green => "green" }
+}
+
+impl Color {
+    pub const fn other(self) -> Color {
+        match self {
+            Color::Blue => Color::Green,
+            Color::Green => Color::Blue,
+        }
+    }
+}
+
+words! {
+    /// Where a release is, as `status` and the Temporal UI show it.
+    Phase {
+        Preflight => "preflight",
+        Migrating => "migrating",
+        Starting => "starting",
+        Checking => "checking",
+        AwaitingApproval => "awaiting_approval",
+        /// Blue-green: the circuit breaker holds the switch.
+        Held => "held",
+        Switching => "switching",
+        Validating => "validating",
+        /// Canary: weights moving step by step.
+        Shifting => "shifting",
+        Promoting => "promoting",
+        Warm => "warm",
+        RollingBack => "rolling_back",
+        Done => "done",
+    }
+}
+
+words! {
+    /// How a release ended.
+    Outcome {
+        Succeeded => "succeeded",
+        RolledBack => "rolled_back",
+        Failed => "failed",
+        Rejected => "rejected",
+        Aborted => "aborted",
+    }
+}
+
+impl Outcome {
+    /// The failure type the run ends with (none for a success).
+    pub const fn failure_type(self) -> &'static str {
+        use crate::failures::*;
+        match self {
+            Outcome::Succeeded => "",
+            Outcome::RolledBack => DEPLOYMENT_ROLLED_BACK,
+            Outcome::Failed => DEPLOYMENT_FAILED,
+            Outcome::Rejected => DEPLOYMENT_REJECTED,
+            Outcome::Aborted => DEPLOYMENT_ABORTED,
+        }
+    }
+
+    /// Outcomes that count against the environment's circuit breaker streak, and reset it.
+    pub const fn reaches_breaker(self) -> bool {
+        matches!(
+            self,
+            Outcome::Succeeded | Outcome::Failed | Outcome::RolledBack
+        )
+    }
+}
+
+words! {
+    /// A check's or an analysis's verdict. Anything unreadable is inconclusive, never passed.
+    Verdict { Passed => "passed", Failed => "failed", Inconclusive => "inconclusive" }
+}
+
+impl Verdict {
+    pub fn of(text: &str) -> Verdict {
+        Verdict::parse(text).unwrap_or(Verdict::Inconclusive)
+    }
+}
+
+words! {
+    /// The size a colour is scaled to.
+    ScaleTarget { Full => "full", Warm => "warm", Stopped => "stopped" }
+}
+
+words! {
+    /// The events a notification announces besides an outcome.
+    Notice {
+        Started => "started",
+        AwaitingApproval => "awaiting_approval",
+        Held => "held",
+        RolledBack => "rolled_back",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_word_round_trips_through_its_text_and_json() {
+        for p in Phase::ALL {
+            assert_eq!(Phase::parse(p.as_str()), Some(*p));
+            assert_eq!(
+                serde_json::to_string(p).unwrap(),
+                format!("\"{}\"", p.as_str())
+            );
+        }
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::parse(o.as_str()), Some(*o));
+        }
+        assert_eq!(Phase::AwaitingApproval.as_str(), "awaiting_approval");
+        assert_eq!(Outcome::RolledBack.as_str(), "rolled_back");
+        assert_eq!(Color::parse("blue").map(Color::other), Some(Color::Green));
+        assert_eq!(Color::parse("purple"), None);
+    }
+
+    #[test]
+    fn an_unknown_verdict_is_inconclusive_never_passed() {
+        assert_eq!(Verdict::of("passed"), Verdict::Passed);
+        assert_eq!(Verdict::of(""), Verdict::Inconclusive);
+        assert_eq!(Verdict::of("PASSED"), Verdict::Inconclusive);
+    }
+}
