@@ -38,6 +38,7 @@ fn three_releases_in_a_row_succeed_under_load_each_superseding_the_previous_warm
         "{second:?}"
     );
     // The third starts during the second's keep-warm period, without --wait.
+    let second_run = second.field("run_id").unwrap();
     let s = status(&env).unwrap();
     assert_eq!(
         (s["phase"].as_str(), s["outcome"].as_str()),
@@ -57,6 +58,7 @@ fn three_releases_in_a_row_succeed_under_load_each_superseding_the_previous_warm
     assert_eq!(moved.len(), 3, "{moved:?}");
     assert!(moved.iter().all(|m| m.ends_with("/switch")), "{moved:?}");
     assert_eq!(stats.failed, 0, "{stats:?}");
+    record_fixture_run(&env, "deploy-staging", &second_run, "deploy_superseded");
     eprintln!(
         "back-to-back: 3 releases, second deploy --wait took {second_secs:.1} s including the supersede; {} served, {} failed, traffic moves {}",
         stats.ok,

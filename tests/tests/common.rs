@@ -71,9 +71,20 @@ pub fn record_fixture(env: &Env, workflow_id: &str, name: &str) {
     record_fixture_at(&env.temporal.address(), workflow_id, name);
 }
 
+/// `record_fixture` of one run of the workflow (not the latest).
+pub fn record_fixture_run(env: &Env, workflow_id: &str, run_id: &str, name: &str) {
+    record_run_at(&env.temporal.address(), workflow_id, Some(run_id), name);
+}
+
 /// Records a workflow's history from the Temporal server at `address` (see `record_fixture`).
 pub fn record_fixture_at(address: &str, workflow_id: &str, name: &str) {
-    use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+    record_run_at(address, workflow_id, None, name);
+}
+
+fn record_run_at(address: &str, workflow_id: &str, run_id: Option<&str>, name: &str) {
+    use temporalio_client::{
+        Client, ClientOptions, Connection, ConnectionOptions, WorkflowExecutionInfo,
+    };
     if std::env::var("CUTOVER_RECORD_FIXTURES").as_deref() != Ok("1") {
         return;
     }
@@ -87,8 +98,12 @@ pub fn record_fixture_at(address: &str, workflow_id: &str, name: &str) {
         .await
         .unwrap();
         let client = Client::new(conn, ClientOptions::new("default").build()).unwrap();
-        client
-            .get_workflow_handle::<workflows::DeployWorkflow>(workflow_id)
+        WorkflowExecutionInfo::builder()
+            .namespace("default")
+            .workflow_id(workflow_id)
+            .maybe_run_id(run_id)
+            .build()
+            .bind_untyped(client)
             .fetch_history(Default::default())
             .to_json()
             .await

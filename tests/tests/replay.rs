@@ -1,6 +1,8 @@
 //! Replays recorded histories (tests/fixtures/*.json) against the current workflow code, so a
 //! change that would break an in-flight deployment fails CI. Re-record with
-//! `CUTOVER_RECORD_FIXTURES=1 cargo test -p tests --test deploy --test migrations --test canary --test breaker`.
+//! `CUTOVER_RECORD_FIXTURES=1 cargo test -p tests --test deploy --test migrations --test canary --test breaker`
+//! (`--test canary_lifecycle --test back_to_back` for the histories of patch `release-v2`). Keep
+//! the histories of older code: they prove that runs started before a patch still replay.
 
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -37,6 +39,11 @@ async fn recorded_histories_replay_without_nondeterminism() {
         "canary_rolled_back.json",
         "canary_held_by_breaker.json",
         "breaker.json",
+        // Patch release-v2: the shared lifecycle.
+        "canary_rejected.json",
+        "canary_smoke_failed.json",
+        "canary_rolled_back_when_warm.json",
+        "deploy_superseded.json",
     ] {
         assert!(
             names.iter().any(|n| n == required),

@@ -6,7 +6,7 @@ use crate::activities::CutoverActivities as Act;
 use crate::failures::innermost as why;
 use crate::options;
 use crate::release::journal::{enter, event, notify, now};
-use crate::release::{Phase, Stop, Undo, Verdict, approval};
+use crate::release::{Outcome, Phase, Stop, Undo, Verdict, approval};
 use crate::time::rfc3339;
 use futures::FutureExt;
 use proto::{
@@ -173,10 +173,20 @@ impl ShiftWorkflow {
         });
     }
 
-    /// An operator's stop, once weights may have moved.
+    /// What a stop between steps undoes: before the first weight moved (patch `release-v2`)
+    /// only the canary colour is stopped; after, every weight goes back.
+    fn undo_between_steps(ctx: &WorkflowContext<Self>) -> Undo {
+        if ctx.state(|s| s.control.v2 && s.status.percent == 0) {
+            Undo::StopTarget
+        } else {
+            Undo::WeightsBack
+        }
+    }
+
+    /// An operator's stop between steps or during a hold.
     fn requested(ctx: &WorkflowContext<Self>) -> Result<(), Stop> {
         match ctx.state(|s| s.control.request.clone()) {
-            Some(r) => Err(Stop::requested(&r, Undo::WeightsBack, now(ctx))),
+            Some(r) => Err(Stop::requested(&r, Self::undo_between_steps(ctx), now(ctx))),
             None => Ok(()),
         }
     }
@@ -251,7 +261,7 @@ impl ShiftWorkflow {
             });
             Duration::from_secs(secs.max(1))
         });
-        approval::gate(ctx, timeout, Undo::WeightsBack).await?;
+        approval::gate(ctx, timeout, Self::undo_between_steps(ctx)).await?;
         enter(ctx, Phase::Shifting);
         Ok(())
     }
@@ -279,20 +289,21 @@ impl ShiftWorkflow {
         base: &mut Baseline,
     ) -> Result<Option<Duration>, Stop> {
         let req = ctx.state(|s| s.request.clone());
-        let interval = Duration::from_millis(req.analysis_interval_ms.max(200));
         let hold = Duration::from_secs(req.step_hold_secs);
-        let limit = Duration::from_secs(req.inconclusive_hold_secs.max(1));
-        let mut held = Duration::ZERO;
-        let mut inconclusive_since: Option<SystemTime> = None;
-        let mut alerted = false;
-        let clock_runs =
-            |ctx: &WorkflowContext<Self>| ctx.state(|s| !s.status.paused && !s.control.held());
+        let mut clock = StepClock {
+            pct,
+            interval: Duration::from_millis(req.analysis_interval_ms.max(200)),
+            limit: Duration::from_secs(req.inconclusive_hold_secs.max(1)),
+            held: Duration::ZERO,
+            inconclusive_since: None,
+            alerted: false,
+        };
         loop {
-            if held >= hold && clock_runs(ctx) {
-                return Ok(Some(held));
+            if clock.held >= hold && Self::clock_runs(ctx) {
+                return Ok(Some(clock.held));
             }
             let interrupted = temporalio_sdk::workflows::select! {
-                _ = ctx.timer(interval).fuse() => false,
+                _ = ctx.timer(clock.interval).fuse() => false,
                 _ = ctx.wait_condition(|s| s.control.request.is_some() || s.promote.is_some()).fuse() => true,
             };
             if interrupted {
@@ -304,68 +315,84 @@ impl ShiftWorkflow {
                 base.canary = r.canary.clone();
                 base.stable = r.stable.clone();
             }
-            let t = now(ctx);
-            let since = match Verdict::of(&r.outcome) {
-                Verdict::Passed if r.share_ok => None,
-                Verdict::Failed => None,
-                _ => Some(*inconclusive_since.get_or_insert(t)),
-            };
-            let for_ = since.map_or(Duration::ZERO, |s| t.duration_since(s).unwrap_or_default());
-            let (verdict, counts) = judge(
-                Verdict::of(&r.outcome),
-                r.share_ok,
-                clock_runs(ctx),
-                for_,
-                limit,
-            );
-            let detail = if verdict == Hold::Counting {
-                String::new()
-            } else if Verdict::of(&r.outcome) == Verdict::Passed {
-                "observed share not yet near the target".to_owned()
-            } else {
-                summary(&r)
-            };
-            match verdict {
-                Hold::Breach => {
-                    Self::record(ctx, pct, &r, "breach");
-                    let reason = format!("analysis failed at {pct}%: {}", summary(&r));
-                    return Err(Stop::new(
-                        crate::release::Outcome::RolledBack,
-                        Undo::WeightsBack,
-                        reason,
-                        t,
-                    ));
-                }
-                Hold::Counting => {
-                    inconclusive_since = None;
-                    if counts {
-                        held += interval;
-                    }
-                    Self::record(ctx, pct, &r, "");
-                }
-                Hold::Inconclusive | Hold::TooLong => {
-                    Self::record(ctx, pct, &r, &format!("held: {detail}"));
-                    if !alerted {
-                        alerted = true;
-                        event(ctx, format!("holding at {pct}%: {detail}"));
-                        let id = ctx.state(|s| s.request.deployment_id.clone());
-                        notify(ctx, "held", format!("{id} holds at {pct}%: {detail}")).await;
-                    }
-                    if verdict == Hold::TooLong {
-                        let reason =
-                            format!("inconclusive for {}s at {pct}%: {detail}", limit.as_secs());
-                        return Err(Stop::new(
-                            crate::release::Outcome::RolledBack,
-                            Undo::WeightsBack,
-                            reason,
-                            t,
-                        ));
-                    }
-                }
-            }
-            ctx.state_mut(|s| s.status.held_ms = held.as_millis() as u64);
+            Self::count(ctx, &mut clock, &r).await?;
+            ctx.state_mut(|s| s.status.held_ms = clock.held.as_millis() as u64);
         }
     }
+
+    /// Not paused, not held by the breaker.
+    fn clock_runs(ctx: &WorkflowContext<Self>) -> bool {
+        ctx.state(|s| !s.status.paused && !s.control.held())
+    }
+
+    /// One analysis of a hold: counted, held (alerting once), or the end of the canary.
+    async fn count(
+        ctx: &WorkflowContext<Self>,
+        clock: &mut StepClock,
+        r: &AnalysisResult,
+    ) -> Result<(), Stop> {
+        let (t, pct, verdict) = (now(ctx), clock.pct, Verdict::of(&r.outcome));
+        let since = match verdict {
+            Verdict::Passed if r.share_ok => None,
+            Verdict::Failed => None,
+            _ => Some(*clock.inconclusive_since.get_or_insert(t)),
+        };
+        let for_ = since.map_or(Duration::ZERO, |s| t.duration_since(s).unwrap_or_default());
+        let (hold, counts) = judge(
+            verdict,
+            r.share_ok,
+            Self::clock_runs(ctx),
+            for_,
+            clock.limit,
+        );
+        let detail = match (hold, verdict) {
+            (Hold::Counting, _) => String::new(),
+            (_, Verdict::Passed) => "observed share not yet near the target".to_owned(),
+            _ => summary(r),
+        };
+        let back = |reason: String| Stop::new(Outcome::RolledBack, Undo::WeightsBack, reason, t);
+        match hold {
+            Hold::Breach => {
+                Self::record(ctx, pct, r, "breach");
+                Err(back(format!("analysis failed at {pct}%: {}", summary(r))))
+            }
+            Hold::Counting => {
+                clock.inconclusive_since = None;
+                if counts {
+                    clock.held += clock.interval;
+                }
+                Self::record(ctx, pct, r, "");
+                Ok(())
+            }
+            Hold::Inconclusive | Hold::TooLong => {
+                Self::record(ctx, pct, r, &format!("held: {detail}"));
+                if !clock.alerted {
+                    clock.alerted = true;
+                    event(ctx, format!("holding at {pct}%: {detail}"));
+                    let id = ctx.state(|s| s.request.deployment_id.clone());
+                    notify(ctx, "held", format!("{id} holds at {pct}%: {detail}")).await;
+                }
+                if hold == Hold::TooLong {
+                    let secs = clock.limit.as_secs();
+                    return Err(back(format!(
+                        "inconclusive for {secs}s at {pct}%: {detail}"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A step's hold in progress.
+struct StepClock {
+    pct: u32,
+    interval: Duration,
+    /// Inconclusive longer than this: roll back.
+    limit: Duration,
+    held: Duration,
+    inconclusive_since: Option<SystemTime>,
+    alerted: bool,
 }
 
 #[cfg(test)]
