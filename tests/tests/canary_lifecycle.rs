@@ -136,7 +136,7 @@ fn an_unanswered_canary_approval_times_out_and_the_canary_never_takes_traffic() 
     assert!(common::all_on(&env, "blue"));
     // The canary colour was stopped.
     assert!(
-        events(&s).iter().any(|e| e.contains("done: stop green")),
+        events(&s).iter().any(|e| e.contains("stopped green")),
         "{s}"
     );
 }

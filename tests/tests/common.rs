@@ -85,7 +85,23 @@ fn record_run_at(address: &str, workflow_id: &str, run_id: Option<&str>, name: &
     use temporalio_client::{
         Client, ClientOptions, Connection, ConnectionOptions, WorkflowExecutionInfo,
     };
-    if std::env::var("CUTOVER_RECORD_FIXTURES").as_deref() != Ok("1") {
+    let mode = std::env::var("CUTOVER_RECORD_FIXTURES").unwrap_or_default();
+    if mode != "1" && mode != "overwrite" {
+        return;
+    }
+    let path = std::path::Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("fixtures")
+    .join(format!("{name}.json"));
+    // A recorded history of older code is the proof that its runs still replay: kept unless
+    // asked for explicitly.
+    if path.exists() && mode != "overwrite" {
+        eprintln!(
+            "fixture {} kept (CUTOVER_RECORD_FIXTURES=overwrite replaces it)",
+            path.display()
+        );
         return;
     }
     let url: url::Url = format!("http://{address}").parse().unwrap();
@@ -109,11 +125,5 @@ fn record_run_at(address: &str, workflow_id: &str, run_id: Option<&str>, name: &
             .await
             .unwrap()
     });
-    let path = std::path::Path::new(
-        &std::env::var("CARGO_MANIFEST_DIR")
-            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
-    )
-    .join("fixtures")
-    .join(format!("{name}.json"));
     std::fs::write(path, json).unwrap();
 }

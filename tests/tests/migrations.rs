@@ -674,3 +674,93 @@ fn decoded_payloads(history: &str) -> String {
     walk(&v, &mut out);
     out
 }
+
+#[test]
+fn a_canary_runs_expand_before_its_first_step_and_contract_after_the_stable_colour_retires() {
+    let dir = scratch_dir("mig-canary-db");
+    let pg = Postgres::start(&dir);
+    let s3 = S3::start(&dir, "jts-backups");
+    let mut worker_env: Vec<(String, String)> = s3.env();
+    worker_env.push(("JTS_DATABASE_URL".into(), pg.url.clone()));
+    let refs: Vec<(&str, &str)> = worker_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let opts = testkit::ConfigOpts {
+        min_requests: 10,
+        keep_warm_secs: 2,
+        ..Default::default()
+    };
+    let (env, _prom) =
+        common::canary::canary_env_for("mig-canary", "", &[10, 100], (2, 60), &opts, &refs);
+    let mut cfg = std::fs::read_to_string(&env.config).unwrap();
+    cfg.push_str(&format!(
+        "database = {{ url_env = \"JTS_DATABASE_URL\", migrations = \"{}\", bucket = \"jts-backups\", path_style = true, part_size_mb = 5 }}\n",
+        repo().join("db/migrations").display()
+    ));
+    std::fs::write(&env.config, cfg).unwrap();
+    let load = testkit::Load::start(&env.platform.services, 30);
+    let id = common::canary::start(&env);
+    let s = common::canary::wait(
+        &env,
+        "the end",
+        Duration::from_secs(120),
+        common::canary::done,
+    );
+    let stats = load.stop();
+    assert_eq!(s["outcome"], "succeeded", "{s}");
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    let events: Vec<String> = s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_owned())
+        .collect();
+    let at = |needle: &str| {
+        events
+            .iter()
+            .position(|e| e.contains(needle))
+            .unwrap_or_else(|| panic!("no event {needle:?} in {events:#?}"))
+    };
+    // Expand before the canary colour starts, so before 10 % of live traffic reaches it.
+    assert!(
+        at("migrations expand succeeded") < at("phase starting"),
+        "{events:#?}"
+    );
+    assert!(
+        at("phase starting") < at("step 1: 10% on green"),
+        "{events:#?}"
+    );
+    // Contract only once the stable colour is gone.
+    assert!(
+        at("stopped blue") < at("migrations contract succeeded"),
+        "{events:#?}"
+    );
+    let migrations = s["migrations"].as_str().unwrap();
+    assert!(
+        migrations.contains("expand succeeded") && migrations.contains("contract succeeded"),
+        "{s}"
+    );
+    assert_eq!(
+        pg.psql(
+            "jts",
+            "SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1"
+        ),
+        "20261104000001"
+    );
+    assert_eq!(
+        pg.psql(
+            "jts",
+            &format!("SELECT count(*) FROM schema_migrations WHERE deployment_id = '{id}'")
+        ),
+        "4"
+    );
+    eprintln!(
+        "canary with migrations: expand at event {}, first step at {}, contract at {}; {} served, {} failed",
+        at("migrations expand succeeded"),
+        at("step 1: 10% on green"),
+        at("migrations contract succeeded"),
+        stats.ok,
+        stats.failed
+    );
+}

@@ -1,8 +1,9 @@
 //! Replays recorded histories (tests/fixtures/*.json) against the current workflow code, so a
 //! change that would break an in-flight deployment fails CI. Re-record with
 //! `CUTOVER_RECORD_FIXTURES=1 cargo test -p tests --test deploy --test migrations --test canary --test breaker`
-//! (`--test canary_lifecycle --test back_to_back` for the histories of patch `release-v2`). Keep
-//! the histories of older code: they prove that runs started before a patch still replay.
+//! (`--test canary_lifecycle --test back_to_back` for the histories of patch `release-v2`); `1`
+//! writes only missing fixtures, `overwrite` replaces them. Keep the histories of older code:
+//! they prove that runs started before a patch still replay.
 
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};

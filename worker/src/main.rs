@@ -36,7 +36,9 @@ enum Command {
     /// their activities. Reads the Slack-compatible webhook URL from CUTOVER_SLACK_WEBHOOK_URL;
     /// serves deployment metrics (Prometheus text, /metrics) on CUTOVER_METRICS_ADDR when set.
     Worker,
-    /// Start a deployment of all services to an environment; prints the workflow id.
+    /// Start a deployment of all services to an environment; prints the workflow id. A release
+    /// still in progress in the environment refuses it; one in its keep-warm period is
+    /// superseded (ends the period early, outcome unchanged) and this one starts.
     Deploy {
         /// Environment from the configuration file.
         environment: String,
@@ -53,9 +55,11 @@ enum Command {
         /// Deployment id (default: generated).
         #[arg(long)]
         deployment_id: Option<String>,
-        /// Follow progress until the outcome; exit 0 on success, 3 on rollback, 4 when
-        /// rejected or aborted, 1 on failure. (Exit 5, with or without --wait: refused by the
-        /// environment's open circuit breaker; nothing was started.)
+        /// Follow progress until the outcome is known; exit 0 on success, 3 on rollback, 4
+        /// when rejected or aborted, 1 on failure. It does not wait for the old colour's
+        /// keep-warm period: the next deploy supersedes that period (the old colour retires,
+        /// contract migrations run) instead of being refused. (Exit 5, with or without
+        /// --wait: refused by the environment's open circuit breaker; nothing was started.)
         #[arg(long)]
         wait: bool,
         /// blue-green (switch all four at once) or canary (gradual shift with analysis, steps
@@ -67,7 +71,8 @@ enum Command {
     Approve(DecisionArgs),
     /// Reject the deployment waiting at the approval gate.
     Reject(DecisionArgs),
-    /// Abort the running deployment (before the switch: stop the new colour; after: roll back).
+    /// Abort the running deployment, blue-green or canary (before any traffic moved: stop the
+    /// new colour; after: roll back).
     Abort {
         /// Environment whose running deployment is aborted.
         environment: String,

@@ -30,6 +30,7 @@ pub fn canary_env(
     )
 }
 
+/// `canary_env_with` and no environment for the worker beyond the test's.
 pub fn canary_env_with(
     name: &str,
     faults: &str,
@@ -38,7 +39,28 @@ pub fn canary_env_with(
     inconclusive_secs: u64,
     opts: &ConfigOpts,
 ) -> (Env, Prometheus) {
-    let env = Env::start(name, faults, opts, &[]);
+    canary_env_for(
+        name,
+        faults,
+        steps,
+        (hold_secs, inconclusive_secs),
+        opts,
+        &[],
+    )
+}
+
+/// `holds`: the step hold and the inconclusive hold, in seconds; `worker_env`: the worker's
+/// environment (a database URL, S3 credentials).
+pub fn canary_env_for(
+    name: &str,
+    faults: &str,
+    steps: &[u32],
+    holds: (u64, u64),
+    opts: &ConfigOpts,
+    worker_env: &[(&str, &str)],
+) -> (Env, Prometheus) {
+    let (hold_secs, inconclusive_secs) = holds;
+    let env = Env::start(name, faults, opts, worker_env);
     let admin = env.platform.admin.trim_start_matches("http://").to_owned();
     let prom = Prometheus::start(&env.dir, &[("router", &admin)]);
     let mut cfg = std::fs::read_to_string(&env.config).unwrap();

@@ -24,6 +24,24 @@ pub fn request(template: &ColorRequest, color: &str, target: ScaleTarget) -> Col
     }
 }
 
+/// Starts a colour at full size and waits until every instance is ready; why not, if not.
+pub async fn start_and_wait_ready<W: Release>(
+    ctx: &WorkflowContext<W>,
+    colour: ColorRequest,
+) -> Result<(), String> {
+    let ready_timeout = std::time::Duration::from_secs(colour.timeout_secs.max(1));
+    ctx.execute_activity(
+        Act::start_color,
+        colour.clone(),
+        options::start_instances(ready_timeout),
+    )
+    .await
+    .map_err(|e| innermost(&e))?;
+    ctx.execute_activity(Act::wait_ready, colour, options::long_wait(ready_timeout))
+        .await
+        .map_err(|e| innermost(&e))
+}
+
 /// Keeps one live row per (check, service, colour) in `rows`, stamped `at`.
 pub fn merge_checks(rows: &mut Vec<CheckResult>, report: &CheckReport, at: &str) {
     for r in &report.results {

@@ -53,3 +53,75 @@ pub trait Release: Sized + 'static {
     /// The release's migrations, when the environment has a database.
     fn migrate(&self) -> Option<MigrateRequest>;
 }
+
+/// Implements [`Release`] and the approval handlers' logic for a release workflow. Both
+/// strategies keep the same shape: `request` (identity, approval policy, migrations),
+/// `status` (events, phase, checks, approvals) and `control`.
+macro_rules! release_workflow {
+    ($wf:ty, $status:ty) => {
+        impl $crate::release::Release for $wf {
+            fn ident(&self) -> $crate::release::Ident {
+                let r = &self.request;
+                $crate::release::Ident {
+                    deployment_id: r.deployment_id.clone(),
+                    environment: r.environment.clone(),
+                    revision: r.revision.clone(),
+                    requested_by: r.requested_by.clone(),
+                }
+            }
+            fn control(&self) -> &$crate::release::Control {
+                &self.control
+            }
+            fn events_mut(&mut self) -> &mut Vec<String> {
+                &mut self.status.events
+            }
+            fn events(&self) -> Vec<String> {
+                self.status.events.clone()
+            }
+            fn set_phase(&mut self, phase: $crate::release::Phase) {
+                self.status.phase = phase.as_str().to_owned();
+            }
+            fn checks_mut(&mut self) -> &mut Vec<proto::CheckResult> {
+                &mut self.status.checks
+            }
+            fn migrate(&self) -> Option<proto::MigrateRequest> {
+                self.request.migrate.clone()
+            }
+        }
+
+        impl $wf {
+            /// The approver's decision, validated by the one policy check both strategies share.
+            fn validate_decision(
+                &self,
+                d: &proto::ApprovalDecision,
+            ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                use $crate::release::Release as _;
+                let ident = self.ident();
+                let policy = self.request.approval.clone().unwrap_or_default();
+                let pending = $crate::release::approval::Pending {
+                    ident: &ident,
+                    policy: &policy,
+                    phase: &self.status.phase,
+                    decided: self.control.decision.is_some(),
+                };
+                $crate::release::approval::validate(&pending, d).map_err(Into::into)
+            }
+
+            /// Records an approval or a rejection (the gate waiting in `run` reads it).
+            fn decide(
+                &mut self,
+                ctx: &mut temporalio_sdk::SyncWorkflowContext<Self>,
+                approved: bool,
+                d: proto::ApprovalDecision,
+            ) -> $status {
+                let at =
+                    $crate::time::rfc3339(ctx.workflow_time().unwrap_or(std::time::UNIX_EPOCH));
+                let record = $crate::release::approval::record(approved, &d, at);
+                self.status.approvals.push(record);
+                self.control.decision = Some((approved, d));
+                self.status.clone()
+            }
+        }
+    };
+}
+pub(crate) use release_workflow;

@@ -72,6 +72,19 @@ impl ShiftWorkflow {
         ))
     }
 
+    /// Every service is back on `color`: the revert time, measured from when the stop was seen.
+    fn reverted(ctx: &WorkflowContext<Self>, color: &str, stop: &Stop) {
+        let revert = millis_between(stop.at, now(ctx)).round();
+        ctx.state_mut(|s| {
+            s.status.percent = 0;
+            s.status.revert_ms = revert;
+        });
+        event(
+            ctx,
+            format!("all services back on {color} ({revert:.0} ms after the stop was seen)"),
+        );
+    }
+
     /// Weights moved: stable capacity first, then every weight back to stable together,
     /// verified; the canary colour stopped.
     async fn weights_back(
@@ -103,17 +116,7 @@ impl ShiftWorkflow {
             .execute_activity(Act::set_weights, back, options::traffic_move())
             .await
         {
-            Ok(_) => {
-                let revert = millis_between(stop.at, now(ctx)).round();
-                ctx.state_mut(|s| {
-                    s.status.percent = 0;
-                    s.status.revert_ms = revert;
-                });
-                event(
-                    ctx,
-                    format!("all services back on {stable} ({revert:.0} ms after the breach)"),
-                );
-            }
+            Ok(_) => Self::reverted(ctx, stable, &stop),
             Err(e) => problems.push(format!("weights back to {stable}: {}", why(&e))),
         }
         Self::scale(ctx, canary, ScaleTarget::Stopped).await;
@@ -143,15 +146,7 @@ impl ShiftWorkflow {
         let template = Self::colour(ctx, stable, ScaleTarget::Full);
         match colour::roll_back(ctx, &template, stable, &stop.reason).await {
             Ok(color) => {
-                let revert = millis_between(stop.at, now(ctx)).round();
-                ctx.state_mut(|s| {
-                    s.status.percent = 0;
-                    s.status.revert_ms = revert;
-                });
-                event(
-                    ctx,
-                    format!("all services back on {color} ({revert:.0} ms)"),
-                );
+                Self::reverted(ctx, &color, &stop);
                 let kind = Outcome::RolledBack.as_str();
                 Self::finish(
                     ctx,

@@ -28,13 +28,13 @@ use crate::names;
 use crate::options;
 use crate::release::journal::{enter, event, notify, now, report_outcome};
 use crate::release::{
-    self, Control, Ident, Outcome, Phase, RELEASE_V2, Release, ScaleTarget, Stop, Undo, colour,
+    self, Control, Outcome, Phase, RELEASE_V2, Release, ScaleTarget, Stop, Undo, colour,
 };
 use crate::time::rfc3339;
 use futures::FutureExt;
 use proto::{
-    AbortRequest, ApprovalDecision, BreakerHold, CheckRequest, CheckResult, ColorRequest,
-    DeployRequest, MigrateRequest, ShiftControl, ShiftRequest, ShiftStatus, SwitchRequest,
+    AbortRequest, ApprovalDecision, BreakerHold, CheckRequest, ColorRequest, DeployRequest,
+    ShiftControl, ShiftRequest, ShiftStatus, SwitchRequest,
 };
 use std::time::Duration;
 use temporalio_macros::{workflow, workflow_methods};
@@ -53,35 +53,7 @@ pub struct ShiftWorkflow {
     control: Control,
 }
 
-impl Release for ShiftWorkflow {
-    fn ident(&self) -> Ident {
-        let r = &self.request;
-        Ident {
-            deployment_id: r.deployment_id.clone(),
-            environment: r.environment.clone(),
-            revision: r.revision.clone(),
-            requested_by: r.requested_by.clone(),
-        }
-    }
-    fn control(&self) -> &Control {
-        &self.control
-    }
-    fn events_mut(&mut self) -> &mut Vec<String> {
-        &mut self.status.events
-    }
-    fn events(&self) -> Vec<String> {
-        self.status.events.clone()
-    }
-    fn set_phase(&mut self, phase: Phase) {
-        self.status.phase = phase.as_str().to_owned();
-    }
-    fn checks_mut(&mut self) -> &mut Vec<CheckResult> {
-        &mut self.status.checks
-    }
-    fn migrate(&self) -> Option<MigrateRequest> {
-        self.request.migrate.clone()
-    }
-}
+crate::release::release_workflow!(ShiftWorkflow, ShiftStatus);
 
 impl ShiftWorkflow {
     fn v2(ctx: &WorkflowContext<Self>) -> bool {
@@ -107,18 +79,20 @@ impl ShiftWorkflow {
     /// Scales a colour; a failure is recorded, never fatal (the release is decided already).
     async fn scale(ctx: &WorkflowContext<Self>, color: &str, target: ScaleTarget) {
         let r = Self::colour(ctx, color, target);
-        let what = match target {
-            ScaleTarget::Full => "scale {c} to full size",
-            ScaleTarget::Warm => "shrink {c} to warm size",
-            ScaleTarget::Stopped => "stop {c}",
-        }
-        .replace("{c}", color);
+        let (done, what) = match target {
+            ScaleTarget::Full => ("scaled {c} to full size", "scale {c} to full size"),
+            ScaleTarget::Warm => ("shrank {c} to warm size", "shrink {c} to warm size"),
+            ScaleTarget::Stopped => ("stopped {c}", "stop {c}"),
+        };
         match ctx
             .execute_activity(Act::scale_color, r, options::platform_call())
             .await
         {
-            Ok(()) => event(ctx, format!("done: {what}")),
-            Err(e) => event(ctx, format!("could not {what}: {}", why(&e))),
+            Ok(()) => event(ctx, done.replace("{c}", color)),
+            Err(e) => event(
+                ctx,
+                format!("could not {}: {}", what.replace("{c}", color), why(&e)),
+            ),
         }
     }
 
@@ -208,21 +182,7 @@ impl ShiftWorkflow {
     ) -> Result<(), Stop> {
         enter(ctx, Phase::Starting);
         let colour = Self::colour(ctx, canary, ScaleTarget::Full);
-        let ready_timeout = Duration::from_secs(colour.timeout_secs);
-        let started = match ctx
-            .execute_activity(
-                Act::start_color,
-                colour.clone(),
-                options::start_instances(ready_timeout),
-            )
-            .await
-        {
-            Ok(()) => ctx
-                .execute_activity(Act::wait_ready, colour, options::long_wait(ready_timeout))
-                .await
-                .map_err(|e| why(&e)),
-            Err(e) => Err(why(&e)),
-        };
+        let started = colour::start_and_wait_ready(ctx, colour).await;
         // Runs before `release-v2` took the weights-back path here (a no-op move to stable).
         let undo = if Self::v2(ctx) {
             Undo::StopTarget
@@ -502,39 +462,5 @@ impl ShiftWorkflow {
         d: ApprovalDecision,
     ) -> ShiftStatus {
         self.decide(ctx, false, d)
-    }
-}
-
-impl ShiftWorkflow {
-    /// The one approval policy check both strategies share.
-    fn validate_decision(&self, d: &ApprovalDecision) -> ValidatorResult {
-        let (ident, policy) = (
-            self.ident(),
-            self.request.approval.clone().unwrap_or_default(),
-        );
-        release::approval::validate(
-            &release::approval::Pending {
-                ident: &ident,
-                policy: &policy,
-                phase: &self.status.phase,
-                decided: self.control.decision.is_some(),
-            },
-            d,
-        )
-        .map_err(Into::into)
-    }
-
-    fn decide(
-        &mut self,
-        ctx: &mut SyncWorkflowContext<Self>,
-        approved: bool,
-        d: ApprovalDecision,
-    ) -> ShiftStatus {
-        let at = rfc3339(ctx.workflow_time().unwrap_or(std::time::UNIX_EPOCH));
-        self.status
-            .approvals
-            .push(release::approval::record(approved, &d, at));
-        self.control.decision = Some((approved, d));
-        self.status.clone()
     }
 }
