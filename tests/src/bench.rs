@@ -129,6 +129,9 @@ fn main() {
         run.code,
         s["reason"].as_str().unwrap_or("")
     );
+    if !run.stderr.is_empty() {
+        println!("cutover said: {}", run.stderr.trim());
+    }
     println!("requests served: {}", after.ok - before.ok);
     println!(
         "requests failed (served by v3 before the rollback): {}",

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use temporalio_client::{Client, WorkflowHandle, WorkflowQueryOptions, WorkflowSignalOptions};
 use temporalio_common::UntypedWorkflow;
 use workflows::names;
-use workflows::release::Outcome;
 use workflows::release::contract::{self, Summary};
+use workflows::release::{Outcome, Phase};
 
 /// How long a superseded release may take to retire its old colour and run its contract
 /// migrations before the new deploy gives up waiting.
@@ -82,7 +82,8 @@ pub async fn make_way(client: &Client, req: &DeployRequest) -> Result<(), CmdErr
     if s.deployment_id == req.deployment_id || s.outcome.is_empty() {
         return Ok(());
     }
-    if s.outcome == Outcome::Succeeded.as_str() {
+    // A release that has reached `done` is only closing: wait for it.
+    if s.outcome == Outcome::Succeeded.as_str() && s.phase != Phase::Done.as_str() {
         eprintln!(
             "cutover: superseding deployment {} (succeeded; old colour warm until {}): ending its keep-warm period",
             s.deployment_id, s.warm_until
@@ -91,17 +92,21 @@ pub async fn make_way(client: &Client, req: &DeployRequest) -> Result<(), CmdErr
             by: req.requested_by.clone(),
             reason: format!("{} ({})", req.deployment_id, req.revision),
         };
-        release_handle(client, env)
+        let sent = release_handle(client, env)
             .signal(contract::SUPERSEDE, note, WorkflowSignalOptions::default())
-            .await
-            .map_err(|e| {
-                CmdError::failed(format!(
+            .await;
+        match sent {
+            Ok(()) => acknowledged(client, env, &s).await?,
+            // It closed between the status and the signal: nothing left to supersede.
+            Err(_) if running_status(client, env).await.is_none() => {}
+            Err(e) => {
+                return Err(CmdError::failed(format!(
                     "cannot supersede {}: {}",
                     s.deployment_id,
                     root_message(&e)
-                ))
-            })?;
-        acknowledged(client, env, &s).await?;
+                )));
+            }
+        }
     }
     let end = wait_closed(client, env, SUPERSEDE_WAIT).await?;
     let last = end

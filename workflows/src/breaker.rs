@@ -18,11 +18,12 @@
 use crate::activities::CutoverActivities as Act;
 use crate::names;
 use crate::options;
-use crate::shift::ShiftWorkflow;
+use crate::release::contract;
 use crate::time::rfc3339;
 use futures::FutureExt;
 use proto::{
-    BreakerAction, BreakerGrant, BreakerHold, BreakerRequest, BreakerStatus, Notification,
+    BreakerAction, BreakerGrant, BreakerHold, BreakerProbe, BreakerRequest, BreakerStatus,
+    Notification,
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use temporalio_macros::{workflow, workflow_methods};
@@ -70,6 +71,43 @@ impl BreakerWorkflow {
         if n > EVENTS_KEPT {
             self.status.events.drain(..n - EVENTS_KEPT);
         }
+    }
+
+    /// Takes a probe's reading. A source that could not be read (its error names it) keeps its
+    /// last verdict; changes are audited.
+    fn take_probe(&mut self, mut probe: BreakerProbe, t: SystemTime) {
+        let before = self.status.probe.clone().unwrap_or_default();
+        let failed = |src: &str| probe.errors.iter().any(|e| e.starts_with(src));
+        if failed("alerts:") {
+            probe.firing = before.firing.clone();
+        }
+        if failed("burn rate:") {
+            probe.burn_rate = before.burn_rate;
+            probe.burn_rate_known = before.burn_rate_known;
+        }
+        if failed("freeze windows:") {
+            probe.window = before.window.clone();
+        }
+        if before.firing != probe.firing {
+            let text = if probe.firing.is_empty() {
+                "no alert firing any more".to_owned()
+            } else {
+                format!("alerts firing: {}", probe.firing.join(", "))
+            };
+            self.event(t, text);
+        }
+        if before.window != probe.window {
+            let text = if probe.window.is_empty() {
+                format!("freeze window {} closed", before.window)
+            } else {
+                format!("freeze window {} opened", probe.window)
+            };
+            self.event(t, text);
+        }
+        if before.errors != probe.errors && !probe.errors.is_empty() {
+            self.event(t, format!("probe: {}", probe.errors.join("; ")));
+        }
+        self.status.probe = Some(probe);
     }
 
     /// Ends expired grants (audited), then recomputes the reasons, `open` and `blocking`.
@@ -175,6 +213,88 @@ fn sync_now<W>(ctx: &SyncWorkflowContext<W>) -> SystemTime {
     ctx.workflow_time().unwrap_or(UNIX_EPOCH)
 }
 
+/// The turns of the breaker's loop.
+impl BreakerWorkflow {
+    /// Reads the sources (alerts, burn rate, freeze windows); a source that could not be read
+    /// keeps its last verdict, and a failed probe keeps them all.
+    async fn probe(ctx: &WorkflowContext<Self>, env: &str) {
+        let input = BreakerRequest {
+            config: ctx.state(|s| s.status.config.clone()),
+            carried: Some(BreakerStatus {
+                environment: env.to_owned(),
+                blocking: ctx.state(|s| s.status.blocking),
+                ..Default::default()
+            }),
+        };
+        let probe = match ctx
+            .execute_activity(Act::breaker_probe, input, options::breaker_probe())
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let mut p = ctx.state(|s| s.status.probe.clone()).unwrap_or_default();
+                p.errors = vec![format!("probe failed: {}", crate::failures::innermost(&e))];
+                p
+            }
+        };
+        let t = now(ctx);
+        ctx.state_mut(|s| s.take_probe(probe, t));
+    }
+
+    /// The verdict changed: the audit event, the environment's running deployment told (hold
+    /// or go on), the worker's gauges.
+    async fn tell(ctx: &WorkflowContext<Self>, env: &str) {
+        let t = now(ctx);
+        let (blocking, reasons) = ctx.state(|s| (s.status.blocking, s.status.reasons.clone()));
+        let text = if blocking {
+            format!("breaker OPEN: {}", reasons.join("; "))
+        } else if reasons.is_empty() {
+            "breaker closed".to_owned()
+        } else {
+            format!("breaker overridden (open: {})", reasons.join("; "))
+        };
+        ctx.state_mut(|s| {
+            s.status.since = rfc3339(t);
+            s.event(t, text.clone());
+        });
+        let hold = BreakerHold {
+            hold: blocking,
+            reason: reasons.join("; "),
+        };
+        let _ = ctx
+            .external_workflow(names::deploy_workflow_id(env), None)
+            .signal(
+                contract::BREAKER_HOLD,
+                hold,
+                SignalWorkflowOptions::default(),
+            )
+            .await;
+        let status = ctx.state(|s| s.status.clone());
+        let _ = ctx
+            .execute_activity(Act::breaker_publish, status, options::notify())
+            .await;
+    }
+
+    /// Until the next probe, the next expiry, or a signal or update; hourly when nothing is
+    /// watched (keeps the history moving to continue-as-new).
+    async fn sleep(ctx: &WorkflowContext<Self>, next_probe: u64) {
+        let t_ms = unix_ms(now(ctx));
+        let mut wake = u64::MAX;
+        if ctx.state(|s| probes(&s.status)) {
+            wake = next_probe.saturating_sub(t_ms);
+        }
+        if let Some(e) = ctx.state(|s| s.next_expiry()) {
+            wake = wake.min(e.saturating_sub(t_ms));
+        }
+        let wake = Duration::from_millis(wake.clamp(50, 3_600_000));
+        temporalio_sdk::workflows::select! {
+            _ = ctx.timer(wake).fuse() => {},
+            _ = ctx.wait_condition(|s| s.changed).fuse() => {},
+        };
+        ctx.state_mut(|s| s.changed = false);
+    }
+}
+
 #[workflow_methods]
 impl BreakerWorkflow {
     #[run(name = names::BREAKER_WORKFLOW)]
@@ -199,107 +319,15 @@ impl BreakerWorkflow {
             turns += 1;
             let t = now(ctx);
             if ctx.state(|s| probes(&s.status)) && unix_ms(t) >= next_probe {
-                let input = BreakerRequest {
-                    config: ctx.state(|s| s.status.config.clone()),
-                    carried: Some(BreakerStatus {
-                        environment: env.clone(),
-                        blocking: ctx.state(|s| s.status.blocking),
-                        ..Default::default()
-                    }),
-                };
-                let probe = match ctx
-                    .execute_activity(Act::breaker_probe, input, options::breaker_probe())
-                    .await
-                {
-                    Ok(p) => p,
-                    Err(e) => {
-                        // Keep the last verdict; say that the sources could not be read.
-                        let mut p = ctx.state(|s| s.status.probe.clone()).unwrap_or_default();
-                        p.errors =
-                            vec![format!("probe failed: {}", crate::failures::innermost(&e))];
-                        p
-                    }
-                };
-                let t = now(ctx);
-                ctx.state_mut(|s| {
-                    let before = s.status.probe.clone().unwrap_or_default();
-                    // A source that could not be read keeps its last verdict.
-                    let mut probe = probe;
-                    let failed = |src: &str| probe.errors.iter().any(|e| e.starts_with(src));
-                    if failed("alerts:") {
-                        probe.firing = before.firing.clone();
-                    }
-                    if failed("burn rate:") {
-                        probe.burn_rate = before.burn_rate;
-                        probe.burn_rate_known = before.burn_rate_known;
-                    }
-                    if failed("freeze windows:") {
-                        probe.window = before.window.clone();
-                    }
-                    if before.firing != probe.firing {
-                        s.event(
-                            t,
-                            if probe.firing.is_empty() {
-                                "no alert firing any more".to_owned()
-                            } else {
-                                format!("alerts firing: {}", probe.firing.join(", "))
-                            },
-                        );
-                    }
-                    if before.window != probe.window {
-                        s.event(
-                            t,
-                            if probe.window.is_empty() {
-                                format!("freeze window {} closed", before.window)
-                            } else {
-                                format!("freeze window {} opened", probe.window)
-                            },
-                        );
-                    }
-                    if before.errors != probe.errors && !probe.errors.is_empty() {
-                        s.event(t, format!("probe: {}", probe.errors.join("; ")));
-                    }
-                    s.status.probe = Some(probe);
-                });
-                let interval = config.probe_interval_secs.max(1) * 1000;
-                next_probe = unix_ms(t) + interval;
+                Self::probe(ctx, &env).await;
+                next_probe = unix_ms(now(ctx)) + config.probe_interval_secs.max(1) * 1000;
             }
-
             let t = now(ctx);
             ctx.state_mut(|s| s.evaluate(t));
-            let (blocking, reasons) = ctx.state(|s| (s.status.blocking, s.status.reasons.clone()));
-            if blocking != told {
-                told = blocking;
-                let text = if blocking {
-                    format!("breaker OPEN: {}", reasons.join("; "))
-                } else if reasons.is_empty() {
-                    "breaker closed".to_owned()
-                } else {
-                    format!("breaker overridden (open: {})", reasons.join("; "))
-                };
-                ctx.state_mut(|s| {
-                    s.status.since = rfc3339(t);
-                    s.event(t, text.clone());
-                });
-                // Tell the environment's running deployment, if there is one.
-                let hold = BreakerHold {
-                    hold: blocking,
-                    reason: reasons.join("; "),
-                };
-                let _ = ctx
-                    .external_workflow(names::deploy_workflow_id(&env), None)
-                    .signal(
-                        ShiftWorkflow::breaker_hold,
-                        hold,
-                        SignalWorkflowOptions::default(),
-                    )
-                    .await;
-                let status = ctx.state(|s| s.status.clone());
-                let _ = ctx
-                    .execute_activity(Act::breaker_publish, status, options::notify())
-                    .await;
+            if ctx.state(|s| s.status.blocking) != told {
+                told = !told;
+                Self::tell(ctx, &env).await;
             }
-
             if turns >= TURNS_PER_RUN || ctx.continue_as_new_suggested() {
                 let carried = ctx.state(|s| s.status.clone());
                 ctx.continue_as_new(
@@ -310,23 +338,7 @@ impl BreakerWorkflow {
                     ContinueAsNewOptions::default(),
                 )?;
             }
-
-            // Sleep until the next probe, the next expiry, or a signal or update.
-            let t_ms = unix_ms(now(ctx));
-            let mut wake = u64::MAX;
-            if ctx.state(|s| probes(&s.status)) {
-                wake = next_probe.saturating_sub(t_ms);
-            }
-            if let Some(e) = ctx.state(|s| s.next_expiry()) {
-                wake = wake.min(e.saturating_sub(t_ms));
-            }
-            // Nothing to watch: wake hourly anyway (keeps the history moving to continue-as-new).
-            let wake = Duration::from_millis(wake.clamp(50, 3_600_000));
-            temporalio_sdk::workflows::select! {
-                _ = ctx.timer(wake).fuse() => {},
-                _ = ctx.wait_condition(|s| s.changed).fuse() => {},
-            };
-            ctx.state_mut(|s| s.changed = false);
+            Self::sleep(ctx, next_probe).await;
         }
     }
 

@@ -14,7 +14,9 @@ use crate::failures;
 use crate::names;
 use crate::options;
 use crate::time::rfc3339;
-use proto::{ApplyRequest, MigrateRequest, MigrateStatus, Notification, RestoreRequest};
+use proto::{
+    ApplyRequest, MigratePlan, MigrateRequest, MigrateStatus, Notification, RestoreRequest,
+};
 use std::time::{Duration, UNIX_EPOCH};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{ApplicationFailure, WorkflowContext, WorkflowContextView, WorkflowResult};
@@ -131,19 +133,13 @@ impl MigrateWorkflow {
     }
 }
 
-#[workflow_methods]
+/// The steps of a run, in order; each fails the run or hands its reason to `recover`.
 impl MigrateWorkflow {
-    #[run(name = names::MIGRATE_WORKFLOW)]
-    pub async fn run(
-        ctx: &mut WorkflowContext<Self>,
-        req: MigrateRequest,
-    ) -> WorkflowResult<MigrateStatus> {
-        ctx.state_mut(|s| {
-            s.status.environment = req.environment.clone();
-            s.status.deployment_id = req.deployment_id.clone();
-            s.status.phase = req.phase.clone();
-        });
-
+    /// Current version, pending set, checksums of applied files, no blocking session.
+    async fn preflight(
+        ctx: &WorkflowContext<Self>,
+        req: &MigrateRequest,
+    ) -> WorkflowResult<MigratePlan> {
         Self::step(ctx, "preflight");
         let plan = ctx
             .execute_activity(Act::migrate_plan, req.clone(), options::database_call())
@@ -159,72 +155,75 @@ impl MigrateWorkflow {
                 plan.blockers.join("; ")
             )));
         }
+        Ok(plan)
+    }
 
-        if req.phase == "rollback" {
-            // Revert every applied file newer than the target, newest first.
-            Self::step(ctx, "reverting");
-            let to_revert: Vec<i64> = plan
-                .applied
-                .iter()
-                .copied()
-                .filter(|v| *v > req.target_version)
-                .rev()
-                .collect();
-            for v in &to_revert {
-                ctx.execute_activity(
-                    Act::revert_migration,
-                    ApplyRequest {
-                        migrate: Some(req.clone()),
-                        version: *v,
-                    },
-                    options::migration(Self::statement_timeout(&req)),
-                )
-                .await
-                .map_err(|e| failed(format!("reverting {v}: {}", why(&e))))?;
-                ctx.state_mut(|s| s.status.reverted.push(*v));
-                Self::event(ctx, format!("reverted {v}"));
-            }
-            ctx.state_mut(|s| {
-                s.status.step = "done".into();
-                s.status.outcome = "reverted".into();
-                s.status.current_version = plan
-                    .applied
-                    .iter()
-                    .copied()
-                    .filter(|v| *v <= req.target_version)
-                    .max()
-                    .unwrap_or(0);
-            });
-            return Ok(ctx.state(|s| s.status.clone()));
+    /// `phase = "rollback"`: every applied file newer than the target, newest first.
+    async fn revert_to(
+        ctx: &WorkflowContext<Self>,
+        req: &MigrateRequest,
+        plan: &MigratePlan,
+    ) -> WorkflowResult<MigrateStatus> {
+        Self::step(ctx, "reverting");
+        let to_revert: Vec<i64> = plan
+            .applied
+            .iter()
+            .copied()
+            .filter(|v| *v > req.target_version)
+            .rev()
+            .collect();
+        for v in &to_revert {
+            ctx.execute_activity(
+                Act::revert_migration,
+                ApplyRequest {
+                    migrate: Some(req.clone()),
+                    version: *v,
+                },
+                options::migration(Self::statement_timeout(req)),
+            )
+            .await
+            .map_err(|e| failed(format!("reverting {v}: {}", why(&e))))?;
+            ctx.state_mut(|s| s.status.reverted.push(*v));
+            Self::event(ctx, format!("reverted {v}"));
         }
+        let kept = plan
+            .applied
+            .iter()
+            .copied()
+            .filter(|v| *v <= req.target_version);
+        let current = kept.max().unwrap_or(0);
+        ctx.state_mut(|s| {
+            s.status.step = "done".into();
+            s.status.outcome = "reverted".into();
+            s.status.current_version = current;
+        });
+        Ok(ctx.state(|s| s.status.clone()))
+    }
 
-        if plan.pending.is_empty() {
-            Self::event(ctx, format!("nothing to apply in the {} phase", req.phase));
-            ctx.state_mut(|s| {
-                s.status.step = "done".into();
-                s.status.outcome = "nothing_to_do".into();
-            });
-            return Ok(ctx.state(|s| s.status.clone()));
-        }
-
+    /// The safety check: unsafe files fail the run before anything changes.
+    async fn check(ctx: &WorkflowContext<Self>, req: &MigrateRequest) -> WorkflowResult<()> {
         Self::step(ctx, "check");
         let check = ctx
             .execute_activity(Act::migrate_check, req.clone(), options::database_call())
             .await
             .map_err(|e| failed(format!("safety check: {}", why(&e))))?;
         ctx.state_mut(|s| s.status.check = check.text.clone());
-        if !check.ok {
-            ctx.state_mut(|s| {
-                s.status.step = "done".into();
-                s.status.outcome = "failed".into();
-                s.status.reason = format!("{} blocking findings", check.blocking);
-            });
-            return Err(failed(format!(
-                "the safety check refused the migrations ({} blocking findings):\n{}",
-                check.blocking, check.text
-            )));
+        if check.ok {
+            return Ok(());
         }
+        ctx.state_mut(|s| {
+            s.status.step = "done".into();
+            s.status.outcome = "failed".into();
+            s.status.reason = format!("{} blocking findings", check.blocking);
+        });
+        Err(failed(format!(
+            "the safety check refused the migrations ({} blocking findings):\n{}",
+            check.blocking, check.text
+        )))
+    }
 
+    /// A verified backup (pg_dump to S3) before the first statement.
+    async fn backup(ctx: &WorkflowContext<Self>, req: &MigrateRequest) -> WorkflowResult<()> {
         Self::step(ctx, "backup");
         let backup = ctx
             .execute_activity(Act::backup_database, req.clone(), options::backup())
@@ -241,10 +240,18 @@ impl MigrateWorkflow {
                 if backup.resumed { ", resumed" } else { "" }
             ),
         );
-        ctx.state_mut(|s| s.status.backup = Some(backup.clone()));
+        ctx.state_mut(|s| s.status.backup = Some(backup));
+        Ok(())
+    }
 
+    /// Each pending migration in its own transaction, exactly once. Err: why (to recover).
+    async fn apply(
+        ctx: &WorkflowContext<Self>,
+        req: &MigrateRequest,
+        pending: &[i64],
+    ) -> Result<(), String> {
         Self::step(ctx, "apply");
-        for v in &plan.pending {
+        for v in pending {
             let r = ctx
                 .execute_activity(
                     Act::apply_migration,
@@ -252,66 +259,91 @@ impl MigrateWorkflow {
                         migrate: Some(req.clone()),
                         version: *v,
                     },
-                    options::migration(Self::statement_timeout(&req)),
+                    options::migration(Self::statement_timeout(req)),
                 )
-                .await;
-            match r {
-                Ok(r) => {
-                    ctx.state_mut(|s| {
-                        s.status.applied.push(*v);
-                        s.status.current_version = *v;
-                    });
-                    Self::event(
-                        ctx,
-                        if r.already_applied {
-                            format!("{v} was already applied by an earlier attempt")
-                        } else {
-                            format!("applied {v} in {} ms", r.duration_ms)
-                        },
-                    );
-                }
-                Err(e) => {
-                    return Self::recover(ctx, &req, format!("{v}: {}", why(&e))).await;
-                }
-            }
+                .await
+                .map_err(|e| format!("{v}: {}", why(&e)))?;
+            ctx.state_mut(|s| {
+                s.status.applied.push(*v);
+                s.status.current_version = *v;
+            });
+            Self::event(
+                ctx,
+                if r.already_applied {
+                    format!("{v} was already applied by an earlier attempt")
+                } else {
+                    format!("applied {v} in {} ms", r.duration_ms)
+                },
+            );
         }
+        Ok(())
+    }
 
+    /// The database as the files say it should be. Err: why (to recover).
+    async fn verify(ctx: &WorkflowContext<Self>, req: &MigrateRequest) -> Result<(), String> {
         Self::step(ctx, "verify");
-        let verified = ctx
+        let v = ctx
             .execute_activity(
                 Act::verify_migrations,
                 req.clone(),
                 options::database_call(),
             )
-            .await;
-        match verified {
-            Ok(v) if v.problems.is_empty() => {
-                for n in v.notes {
-                    Self::event(ctx, n);
-                }
-                ctx.state_mut(|s| s.status.current_version = v.current_version);
-            }
-            Ok(v) => {
-                return Self::recover(ctx, &req, format!("verify: {}", v.problems.join("; ")))
-                    .await;
-            }
-            Err(e) => return Self::recover(ctx, &req, format!("verify: {}", why(&e))).await,
+            .await
+            .map_err(|e| format!("verify: {}", why(&e)))?;
+        if !v.problems.is_empty() {
+            return Err(format!("verify: {}", v.problems.join("; ")));
+        }
+        for n in v.notes {
+            Self::event(ctx, n);
+        }
+        ctx.state_mut(|s| s.status.current_version = v.current_version);
+        Ok(())
+    }
+}
+
+#[workflow_methods]
+impl MigrateWorkflow {
+    #[run(name = names::MIGRATE_WORKFLOW)]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        req: MigrateRequest,
+    ) -> WorkflowResult<MigrateStatus> {
+        ctx.state_mut(|s| {
+            s.status.environment = req.environment.clone();
+            s.status.deployment_id = req.deployment_id.clone();
+            s.status.phase = req.phase.clone();
+        });
+        let plan = Self::preflight(ctx, &req).await?;
+        if req.phase == "rollback" {
+            return Self::revert_to(ctx, &req, &plan).await;
+        }
+        if plan.pending.is_empty() {
+            Self::event(ctx, format!("nothing to apply in the {} phase", req.phase));
+            ctx.state_mut(|s| {
+                s.status.step = "done".into();
+                s.status.outcome = "nothing_to_do".into();
+            });
+            return Ok(ctx.state(|s| s.status.clone()));
+        }
+        Self::check(ctx, &req).await?;
+        Self::backup(ctx, &req).await?;
+        let done = match Self::apply(ctx, &req, &plan.pending).await {
+            Ok(()) => Self::verify(ctx, &req).await,
+            Err(reason) => Err(reason),
+        };
+        if let Err(reason) = done {
+            return Self::recover(ctx, &req, reason).await;
         }
         ctx.state_mut(|s| {
             s.status.step = "done".into();
             s.status.outcome = "succeeded".into();
         });
         let applied = ctx.state(|s| s.status.applied.clone());
-        Self::notify(
-            ctx,
-            &req,
-            "migrated",
-            format!(
-                "{} phase of {} applied {:?} on {}",
-                req.phase, req.deployment_id, applied, req.environment
-            ),
-        )
-        .await;
+        let text = format!(
+            "{} phase of {} applied {:?} on {}",
+            req.phase, req.deployment_id, applied, req.environment
+        );
+        Self::notify(ctx, &req, "migrated", text).await;
         Ok(ctx.state(|s| s.status.clone()))
     }
 

@@ -28,6 +28,60 @@ fn failed(reason: String) -> temporalio_sdk::WorkflowTermination {
 }
 
 impl RollbackWorkflow {
+    /// The previous colour at full size and ready before traffic returns.
+    async fn capacity_first(
+        ctx: &WorkflowContext<Self>,
+        req: &RollbackRequest,
+        to: &str,
+    ) -> WorkflowResult<()> {
+        let colour = ColorRequest {
+            platform: req.platform.clone(),
+            color: to.to_owned(),
+            services: req.services.clone(),
+            warm_size: false,
+            stop: false,
+            timeout_secs: req.ready_timeout_secs.max(1),
+        };
+        let timeout = Duration::from_secs(colour.timeout_secs);
+        ctx.execute_activity(
+            Act::scale_color,
+            colour.clone(),
+            options::start_instances(timeout),
+        )
+        .await
+        .map_err(|e| failed(format!("cannot bring {to} to full size: {e}")))?;
+        ctx.execute_activity(Act::wait_ready, colour, options::long_wait(timeout))
+            .await
+            .map_err(|e| failed(format!("{to} is not ready: {e}")))?;
+        Self::note(ctx, format!("{to} ready at full size"));
+        Ok(())
+    }
+
+    /// Then traffic, in reverse dependency order, verified: the order and what moved.
+    async fn traffic_back(
+        ctx: &WorkflowContext<Self>,
+        req: &RollbackRequest,
+        to: &str,
+    ) -> WorkflowResult<(Vec<String>, Vec<String>)> {
+        let order: Vec<String> = req.services.iter().rev().map(|s| s.name.clone()).collect();
+        let switch = SwitchRequest {
+            platform: req.platform.clone(),
+            color: to.to_owned(),
+            services: order.clone(),
+            atomic: false,
+            request_id: format!("{}/{}/rollback", ctx.workflow_id(), ctx.run_id()),
+            environment: req.environment.clone(),
+        };
+        let moved = ctx
+            .execute_activity(Act::switch_traffic, switch.clone(), options::traffic_move())
+            .await
+            .map_err(|e| failed(format!("cannot move traffic to {to}: {e}")))?;
+        ctx.execute_activity(Act::verify_active, switch, options::platform_call())
+            .await
+            .map_err(|e| failed(format!("traffic is not on {to}: {e}")))?;
+        Ok((order, moved.changed))
+    }
+
     fn note(ctx: &WorkflowContext<Self>, text: String) {
         let at = rfc3339(ctx.workflow_time().unwrap_or(UNIX_EPOCH));
         ctx.set_current_details(text.clone());
@@ -80,46 +134,8 @@ impl RollbackWorkflow {
         )
         .await;
 
-        // Capacity first: the previous colour at full size and ready before traffic returns.
-        let colour = ColorRequest {
-            platform: req.platform.clone(),
-            color: to.clone(),
-            services: req.services.clone(),
-            warm_size: false,
-            stop: false,
-            timeout_secs: req.ready_timeout_secs.max(1),
-        };
-        let timeout = Duration::from_secs(colour.timeout_secs);
-        ctx.execute_activity(
-            Act::scale_color,
-            colour.clone(),
-            options::start_instances(timeout),
-        )
-        .await
-        .map_err(|e| failed(format!("cannot bring {to} to full size: {e}")))?;
-        ctx.execute_activity(Act::wait_ready, colour, options::long_wait(timeout))
-            .await
-            .map_err(|e| failed(format!("{to} is not ready: {e}")))?;
-        Self::note(ctx, format!("{to} ready at full size"));
-
-        // Then traffic, in reverse dependency order.
-        let order: Vec<String> = req.services.iter().rev().map(|s| s.name.clone()).collect();
-        let switch = SwitchRequest {
-            platform: req.platform.clone(),
-            color: to.clone(),
-            services: order.clone(),
-            atomic: false,
-            request_id: format!("{}/{}/rollback", ctx.workflow_id(), ctx.run_id()),
-
-            environment: req.environment.clone(),
-        };
-        let moved = ctx
-            .execute_activity(Act::switch_traffic, switch.clone(), options::traffic_move())
-            .await
-            .map_err(|e| failed(format!("cannot move traffic to {to}: {e}")))?;
-        ctx.execute_activity(Act::verify_active, switch, options::platform_call())
-            .await
-            .map_err(|e| failed(format!("traffic is not on {to}: {e}")))?;
+        Self::capacity_first(ctx, &req, &to).await?;
+        let (order, moved) = Self::traffic_back(ctx, &req, &to).await?;
         let revert_ms = ctx
             .workflow_time()
             .unwrap_or(UNIX_EPOCH)
@@ -137,7 +153,7 @@ impl RollbackWorkflow {
         .await;
         Ok(RollbackResult {
             color: to,
-            moved: moved.changed,
+            moved,
             revert_ms,
         })
     }

@@ -235,6 +235,7 @@ impl DeployWorkflow {
         if interrupted && let Some(r) = Self::stop_requested(ctx) {
             return Err(Stop::requested(&r, Undo::RollBack, now(ctx)));
         }
+        crate::release::journal::superseding(ctx);
         Self::retire(ctx, &template, &previous, migrations).await;
         let m = ctx.state(|s| s.status.migrations.clone());
         superseded(ctx, &m);

@@ -3,7 +3,7 @@
 //! environment's running release through these whichever strategy it runs.
 
 use crate::names;
-use proto::{AbortRequest, ApprovalDecision, ApprovalRecord};
+use proto::{AbortRequest, ApprovalDecision, ApprovalRecord, BreakerHold};
 use std::marker::PhantomData;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::{QueryDefinition, SignalDefinition, UntypedWorkflow, UpdateDefinition};
@@ -52,6 +52,8 @@ pub const ROLLBACK: Signal<AbortRequest> = Signal(names::ROLLBACK_SIGNAL, Phanto
 /// A newer release asks the running one, in its keep-warm period, to retire the old colour and
 /// run its contract migrations now (outcome unchanged).
 pub const SUPERSEDE: Signal<AbortRequest> = Signal(names::SUPERSEDE_SIGNAL, PhantomData);
+/// From the environment's circuit breaker (`breaker-<env>`): hold, or go on.
+pub const BREAKER_HOLD: Signal<BreakerHold> = Signal(names::BREAKER_HOLD_SIGNAL, PhantomData);
 pub const APPROVE: Update<ApprovalDecision> = Update(names::APPROVE_UPDATE, PhantomData);
 pub const REJECT: Update<ApprovalDecision> = Update(names::REJECT_UPDATE, PhantomData);
 pub const STATUS: Status = Status;

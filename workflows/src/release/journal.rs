@@ -84,6 +84,20 @@ pub async fn report_outcome<W: Release>(ctx: &WorkflowContext<W>, outcome: Outco
     }
 }
 
+/// A newer release asks this one to end its keep-warm period: said at once (the new release's
+/// `deploy` waits for this line), before the old colour retires.
+pub fn superseding<W: Release>(ctx: &WorkflowContext<W>) {
+    if let Some(by) = ctx.state(|s| s.control().superseded_by.clone()) {
+        event(
+            ctx,
+            format!(
+                "superseded by {} (requested by {}): ending the keep-warm period early",
+                by.reason, by.by
+            ),
+        );
+    }
+}
+
 /// A newer release ended this one's keep-warm period early: what became of the old colour and
 /// the contract migrations (`migrations`: the status line, empty when none ran).
 pub fn superseded<W: Release>(ctx: &WorkflowContext<W>, migrations: &str) {

@@ -279,6 +279,7 @@ impl ShiftWorkflow {
         if interrupted && let Some(r) = ctx.state(|s| s.control.request.clone()) {
             return Err(Stop::requested(&r, Undo::RollBack, now(ctx)));
         }
+        release::journal::superseding(ctx);
         Self::scale(ctx, stable, ScaleTarget::Stopped).await;
         Self::contract(ctx).await;
         let migrations = ctx.state(|s| s.status.migrations.clone());
