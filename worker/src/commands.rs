@@ -328,6 +328,13 @@ pub async fn abort(
 
 pub async fn status(settings: &Settings, environment: &str, json: bool) -> CmdResult {
     let client = settings.connect("cutover-cli").await?;
+    // The environment's release may be a canary: shown as `cutover canary status` shows it.
+    let desc = release_handle(&client, environment)
+        .describe(Default::default())
+        .await;
+    if desc.is_ok_and(|d| d.workflow_type() == names::SHIFT_WORKFLOW) {
+        return crate::canary_cmd::status(settings, environment, json).await;
+    }
     let handle =
         client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));
     let s = handle

@@ -83,7 +83,8 @@ enum Command {
         #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
         by: String,
     },
-    /// Show the deployment of an environment: phase, colours, services, checks, approvals.
+    /// Show the deployment of an environment: phase, colours, services, checks, approvals (a
+    /// canary is shown as `cutover canary status` shows it).
     Status {
         /// Environment to show (its latest deployment, running or finished).
         environment: String,

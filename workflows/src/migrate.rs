@@ -14,9 +14,7 @@ use crate::failures;
 use crate::names;
 use crate::options;
 use crate::time::rfc3339;
-use proto::{
-    ApplyRequest, MigratePlan, MigrateRequest, MigrateStatus, Notification, RestoreRequest,
-};
+use proto::{ApplyRequest, MigratePlan, MigrateRequest, MigrateStatus, RestoreRequest};
 use std::time::{Duration, UNIX_EPOCH};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{ApplicationFailure, WorkflowContext, WorkflowContextView, WorkflowResult};
@@ -49,16 +47,28 @@ impl MigrateWorkflow {
     }
 
     async fn notify(ctx: &WorkflowContext<Self>, req: &MigrateRequest, event: &str, text: String) {
-        let n = Notification {
-            event: event.to_owned(),
-            environment: req.environment.clone(),
-            deployment_id: req.deployment_id.clone(),
-            text,
-            ..Default::default()
+        let (env, id) = (&req.environment, &req.deployment_id);
+        crate::release::journal::announce(ctx, env, id, event, text).await;
+    }
+
+    /// Reverts one applied file with its down file: whether it was applied (and is now
+    /// reverted), or why not.
+    async fn revert(
+        ctx: &WorkflowContext<Self>,
+        req: &MigrateRequest,
+        v: i64,
+    ) -> Result<bool, String> {
+        let r = ApplyRequest {
+            migrate: Some(req.clone()),
+            version: v,
         };
-        let _ = ctx
-            .execute_activity(Act::notify, n, options::notify())
-            .await;
+        ctx.execute_activity(
+            Act::revert_migration,
+            r,
+            options::migration(Self::statement_timeout(req)),
+        )
+        .await
+        .map_err(|e| why(&e))
     }
 
     fn statement_timeout(req: &MigrateRequest) -> Duration {
@@ -92,19 +102,9 @@ impl MigrateWorkflow {
         } else {
             Self::step(ctx, "reverting");
             for v in applied.iter().rev() {
-                let r = ctx
-                    .execute_activity(
-                        Act::revert_migration,
-                        ApplyRequest {
-                            migrate: Some(req.clone()),
-                            version: *v,
-                        },
-                        options::migration(Self::statement_timeout(req)),
-                    )
+                let r = Self::revert(ctx, req, *v)
                     .await
-                    .map_err(|e| {
-                        failed(format!("{reason}; and reverting {v} failed: {}", why(&e)))
-                    })?;
+                    .map_err(|e| failed(format!("{reason}; and reverting {v} failed: {e}")))?;
                 if r {
                     ctx.state_mut(|s| s.status.reverted.push(*v));
                     Self::event(ctx, format!("reverted {v}"));
@@ -173,16 +173,9 @@ impl MigrateWorkflow {
             .rev()
             .collect();
         for v in &to_revert {
-            ctx.execute_activity(
-                Act::revert_migration,
-                ApplyRequest {
-                    migrate: Some(req.clone()),
-                    version: *v,
-                },
-                options::migration(Self::statement_timeout(req)),
-            )
-            .await
-            .map_err(|e| failed(format!("reverting {v}: {}", why(&e))))?;
+            Self::revert(ctx, req, *v)
+                .await
+                .map_err(|e| failed(format!("reverting {v}: {e}")))?;
             ctx.state_mut(|s| s.status.reverted.push(*v));
             Self::event(ctx, format!("reverted {v}"));
         }

@@ -8,7 +8,7 @@ use crate::failures;
 use crate::names;
 use crate::options;
 use crate::time::rfc3339;
-use proto::{ColorRequest, Notification, RollbackRequest, RollbackResult, SwitchRequest};
+use proto::{ColorRequest, RollbackRequest, RollbackResult, SwitchRequest};
 use std::time::{Duration, UNIX_EPOCH};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{ApplicationFailure, WorkflowContext, WorkflowContextView, WorkflowResult};
@@ -89,16 +89,8 @@ impl RollbackWorkflow {
     }
 
     async fn notify(ctx: &WorkflowContext<Self>, req: &RollbackRequest, event: &str, text: String) {
-        let n = Notification {
-            event: event.to_owned(),
-            environment: req.environment.clone(),
-            deployment_id: req.deployment_id.clone(),
-            text,
-            ..Default::default()
-        };
-        let _ = ctx
-            .execute_activity(Act::notify, n, options::notify())
-            .await;
+        let (env, id) = (&req.environment, &req.deployment_id);
+        crate::release::journal::announce(ctx, env, id, event, text).await;
     }
 }
 

@@ -34,6 +34,27 @@ pub fn enter<W: Release>(ctx: &WorkflowContext<W>, phase: Phase) {
     event(ctx, format!("phase {phase}"));
 }
 
+/// Sends a notification from any workflow (Migrate, Rollback); whether it was delivered. A
+/// notification never fails a run.
+pub async fn announce<W>(
+    ctx: &WorkflowContext<W>,
+    environment: &str,
+    deployment_id: &str,
+    kind: &str,
+    text: String,
+) -> bool {
+    let n = Notification {
+        event: kind.to_owned(),
+        environment: environment.to_owned(),
+        deployment_id: deployment_id.to_owned(),
+        text,
+        ..Default::default()
+    };
+    ctx.execute_activity(Act::notify, n, options::notify())
+        .await
+        .is_ok()
+}
+
 /// Sends a notification; one that cannot be delivered is recorded and never fails the release.
 pub async fn notify<W: Release>(ctx: &WorkflowContext<W>, kind: &str, text: String) {
     let id = ctx.state(|s| s.ident());

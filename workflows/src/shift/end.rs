@@ -35,14 +35,17 @@ impl ShiftWorkflow {
             Undo::RollBack => return Self::roll_back_promoted(ctx, &stable, stop).await,
         }
         let kind = stop.outcome.as_str();
-        Self::finish(
-            ctx,
-            stop.outcome,
-            stop.reason,
-            kind,
-            stop.outcome.failure_type(),
-        )
-        .await
+        Self::finish_stop(ctx, stop, kind).await
+    }
+
+    /// `finish` with the stop's outcome and its failure type; `kind`: the notification's event.
+    async fn finish_stop(
+        ctx: &WorkflowContext<Self>,
+        stop: Stop,
+        kind: &str,
+    ) -> WorkflowResult<ShiftStatus> {
+        let t = stop.outcome.failure_type();
+        Self::finish(ctx, stop.outcome, stop.reason, kind, t).await
     }
 
     /// The outcome in the status, the notification, the breaker told; the run's failure.
@@ -147,15 +150,7 @@ impl ShiftWorkflow {
         match colour::roll_back(ctx, &template, stable, &stop.reason).await {
             Ok(color) => {
                 Self::reverted(ctx, &color, &stop);
-                let kind = Outcome::RolledBack.as_str();
-                Self::finish(
-                    ctx,
-                    stop.outcome,
-                    stop.reason,
-                    kind,
-                    stop.outcome.failure_type(),
-                )
-                .await
+                Self::finish_stop(ctx, stop, Outcome::RolledBack.as_str()).await
             }
             Err(e) => {
                 let reason = format!("{}; and the rollback failed: {e}", stop.reason);
