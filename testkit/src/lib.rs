@@ -82,16 +82,25 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `cond` every 50 ms until it holds or `timeout` passes (no fixed sleeps in tests).
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    wait_every(what, timeout, Duration::from_millis(50), cond);
+}
+
+/// `wait_until` at a chosen interval: a check that runs the 150 MB Temporal CLI polls every
+/// 250 ms, so that three tests starting at once on two cores do not starve each other's servers.
+pub fn wait_every(what: &str, timeout: Duration, every: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
         assert!(
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every);
     }
 }
+
+/// How often a check that runs the Temporal CLI is repeated.
+const CLI_POLL: Duration = Duration::from_millis(250);
 
 /// The child gets SIGKILL when the thread that spawned it ends (tests never leak servers).
 pub fn die_with_parent(cmd: &mut Command) {
@@ -177,12 +186,17 @@ impl Temporal {
             std::net::TcpStream::connect(&addr).is_ok()
         });
         // Listening is not serving: wait until the frontend reports healthy.
-        wait_until("Temporal to be healthy", Duration::from_secs(30), || {
-            Command::new(temporal_cli())
-                .args(["operator", "cluster", "health", "--address", &addr])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
+        wait_every(
+            "Temporal to be healthy",
+            Duration::from_secs(60),
+            CLI_POLL,
+            || {
+                Command::new(temporal_cli())
+                    .args(["operator", "cluster", "health", "--address", &addr])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
+        );
     }
 
     pub fn address(&self) -> String {
@@ -515,9 +529,10 @@ impl Env {
         let worker = Worker::start(&temporal.address(), worker_env);
         // Until the worker polls, a query of a workflow that has just started (the breaker a
         // command creates) waits for the client's 30 s timeout on a slow machine.
-        wait_until(
+        wait_every(
             "the worker to poll the cutover task queue",
             Duration::from_secs(90),
+            CLI_POLL,
             || temporal.has_workflow_poller("cutover"),
         );
         Self {

@@ -2,7 +2,7 @@
 //! [`crate::shift`]). A strategy's `run` is its runbook: a short list of phases, each a method
 //! returning `Result<_, Stop>`; what a [`Stop`] undoes is decided in one place per strategy.
 //!
-//! - [`types`]: colours, phases, outcomes, verdicts, scale targets as enums (same JSON as before).
+//! - [`types`]: phases, outcomes, verdicts, scale targets as enums (same JSON as before).
 //! - [`journal`]: events, phase changes, notifications (a failed one is recorded, never fatal),
 //!   and the outcome sent to the environment's circuit breaker as its own signal.
 //! - [`approval`]: the approval policy as one pure function, and the gate that waits for it.
@@ -23,7 +23,7 @@ pub mod types;
 
 pub use control::{Control, Request};
 pub use stop::{Stop, Undo};
-pub use types::{Color, Notice, Outcome, Phase, ScaleTarget, Verdict};
+pub use types::{Outcome, Phase, ScaleTarget, Verdict};
 
 use proto::MigrateRequest;
 

@@ -35,20 +35,6 @@ macro_rules! words {
 }
 
 words! {
-    /// The two colours a service runs in.
-    Color { Blue => "blue", Green => "green" }
-}
-
-impl Color {
-    pub const fn other(self) -> Color {
-        match self {
-            Color::Blue => Color::Green,
-            Color::Green => Color::Blue,
-        }
-    }
-}
-
-words! {
     /// Where a release is, as `status` and the Temporal UI show it.
     Phase {
         Preflight => "preflight",
@@ -118,16 +104,6 @@ words! {
     ScaleTarget { Full => "full", Warm => "warm", Stopped => "stopped" }
 }
 
-words! {
-    /// The events a notification announces besides an outcome.
-    Notice {
-        Started => "started",
-        AwaitingApproval => "awaiting_approval",
-        Held => "held",
-        RolledBack => "rolled_back",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,8 +122,8 @@ mod tests {
         }
         assert_eq!(Phase::AwaitingApproval.as_str(), "awaiting_approval");
         assert_eq!(Outcome::RolledBack.as_str(), "rolled_back");
-        assert_eq!(Color::parse("blue").map(Color::other), Some(Color::Green));
-        assert_eq!(Color::parse("purple"), None);
+        assert_eq!(ScaleTarget::parse("warm"), Some(ScaleTarget::Warm));
+        assert_eq!(ScaleTarget::parse("purple"), None);
     }
 
     #[test]
