@@ -554,28 +554,84 @@ fn migrate_check_on_its_own_exits_non_zero_on_unsafe_files_and_prints_json() {
 
 /// A Deploy with the repository's migrations on the local platform: expand before the new colour
 /// starts, contract after the old colour is retired; zero failed requests throughout.
+/// A database and a bucket for a release's migrations: the servers, and the worker's
+/// environment that reaches them.
+struct ReleaseDb {
+    pg: Postgres,
+    _s3: S3,
+    worker_env: Vec<(String, String)>,
+}
+
+impl ReleaseDb {
+    fn start(name: &str) -> Self {
+        let dir = scratch_dir(name);
+        let pg = Postgres::start(&dir);
+        let s3 = S3::start(&dir, "jts-backups");
+        let mut worker_env: Vec<(String, String)> = s3.env();
+        worker_env.push(("JTS_DATABASE_URL".into(), pg.url.clone()));
+        Self {
+            pg,
+            _s3: s3,
+            worker_env,
+        }
+    }
+
+    fn worker_env(&self) -> Vec<(&str, &str)> {
+        self.worker_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    /// The environment's `database` section: the repository's migrations.
+    fn configure(config: &Path) {
+        let mut cfg = std::fs::read_to_string(config).unwrap();
+        cfg.push_str(&format!(
+            "database = {{ url_env = \"JTS_DATABASE_URL\", migrations = \"{}\", bucket = \"jts-backups\", path_style = true, part_size_mb = 5 }}\n",
+            repo().join("db/migrations").display()
+        ));
+        std::fs::write(config, cfg).unwrap();
+    }
+
+    /// Every file of the release applied, recorded with its deployment.
+    fn assert_migrated(&self, deployment_id: &str) {
+        let version = self.pg.psql(
+            "jts",
+            "SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1",
+        );
+        assert_eq!(version, "20261104000001");
+        let sql = format!(
+            "SELECT count(*) FROM schema_migrations WHERE deployment_id = '{deployment_id}'"
+        );
+        assert_eq!(self.pg.psql("jts", &sql), "4");
+    }
+}
+
+/// The events of a status, and where the first containing `needle` stands.
+fn event_at(s: &Value) -> impl Fn(&str) -> usize {
+    let events: Vec<String> = s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_owned())
+        .collect();
+    move |needle: &str| {
+        events
+            .iter()
+            .position(|e| e.contains(needle))
+            .unwrap_or_else(|| panic!("no event {needle:?} in {events:#?}"))
+    }
+}
+
 #[test]
 fn deploy_runs_expand_before_the_new_colour_and_contract_after_retirement() {
-    let dir = scratch_dir("mig-deploy-db");
-    let pg = Postgres::start(&dir);
-    let s3 = S3::start(&dir, "jts-backups");
-    let mut worker_env: Vec<(String, String)> = s3.env();
-    worker_env.push(("JTS_DATABASE_URL".into(), pg.url.clone()));
-    let refs: Vec<(&str, &str)> = worker_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let db = ReleaseDb::start("mig-deploy-db");
     let opts = testkit::ConfigOpts {
         keep_warm_secs: 2,
         ..Default::default()
     };
-    let env = testkit::Env::start("mig-deploy", "", &opts, &refs);
-    let mut cfg = std::fs::read_to_string(&env.config).unwrap();
-    cfg.push_str(&format!(
-        "database = {{ url_env = \"JTS_DATABASE_URL\", migrations = \"{}\", bucket = \"jts-backups\", path_style = true, part_size_mb = 5 }}\n",
-        repo().join("db/migrations").display()
-    ));
-    std::fs::write(&env.config, cfg).unwrap();
+    let env = testkit::Env::start("mig-deploy", "", &opts, &db.worker_env());
+    ReleaseDb::configure(&env.config);
     let load = testkit::Load::start(&env.platform.services, 30);
     let run = std::process::Command::new(testkit::bin("cutover"))
         .args([
@@ -611,39 +667,16 @@ fn deploy_runs_expand_before_the_new_colour_and_contract_after_retirement() {
         assert!(Instant::now() < deadline, "{s}");
         std::thread::sleep(Duration::from_millis(200));
     };
-    let events: Vec<String> = s["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_str().unwrap().to_owned())
-        .collect();
-    let at = |needle: &str| {
-        events
-            .iter()
-            .position(|e| e.contains(needle))
-            .unwrap_or_else(|| panic!("no event {needle:?} in {events:#?}"))
-    };
+    let at = event_at(&s);
     assert!(
         at("migrations expand succeeded") < at("phase starting"),
-        "{events:#?}"
+        "{s}"
     );
     assert!(
         at("retired blue") < at("migrations contract succeeded"),
-        "{events:#?}"
+        "{s}"
     );
-    let version = pg.psql(
-        "jts",
-        "SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1",
-    );
-    assert_eq!(version, "20261104000001");
-    let deployment = s["deployment_id"].as_str().unwrap();
-    assert_eq!(
-        pg.psql(
-            "jts",
-            &format!("SELECT count(*) FROM schema_migrations WHERE deployment_id = '{deployment}'")
-        ),
-        "4"
-    );
+    db.assert_migrated(s["deployment_id"].as_str().unwrap());
     common::record_fixture(&env, "deploy-staging", "deploy_with_migrations");
     common::record_fixture(&env, "migrate-staging", "migrate_contract");
 }
@@ -677,28 +710,21 @@ fn decoded_payloads(history: &str) -> String {
 
 #[test]
 fn a_canary_runs_expand_before_its_first_step_and_contract_after_the_stable_colour_retires() {
-    let dir = scratch_dir("mig-canary-db");
-    let pg = Postgres::start(&dir);
-    let s3 = S3::start(&dir, "jts-backups");
-    let mut worker_env: Vec<(String, String)> = s3.env();
-    worker_env.push(("JTS_DATABASE_URL".into(), pg.url.clone()));
-    let refs: Vec<(&str, &str)> = worker_env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let db = ReleaseDb::start("mig-canary-db");
     let opts = testkit::ConfigOpts {
         min_requests: 10,
         keep_warm_secs: 2,
         ..Default::default()
     };
-    let (env, _prom) =
-        common::canary::canary_env_for("mig-canary", "", &[10, 100], (2, 60), &opts, &refs);
-    let mut cfg = std::fs::read_to_string(&env.config).unwrap();
-    cfg.push_str(&format!(
-        "database = {{ url_env = \"JTS_DATABASE_URL\", migrations = \"{}\", bucket = \"jts-backups\", path_style = true, part_size_mb = 5 }}\n",
-        repo().join("db/migrations").display()
-    ));
-    std::fs::write(&env.config, cfg).unwrap();
+    let (env, _prom) = common::canary::canary_env_for(
+        "mig-canary",
+        "",
+        &[10, 100],
+        (2, 60),
+        &opts,
+        &db.worker_env(),
+    );
+    ReleaseDb::configure(&env.config);
     let load = testkit::Load::start(&env.platform.services, 30);
     let id = common::canary::start(&env);
     let s = common::canary::wait(
@@ -710,51 +736,24 @@ fn a_canary_runs_expand_before_its_first_step_and_contract_after_the_stable_colo
     let stats = load.stop();
     assert_eq!(s["outcome"], "succeeded", "{s}");
     assert_eq!(stats.failed, 0, "{stats:?}");
-    let events: Vec<String> = s["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e.as_str().unwrap().to_owned())
-        .collect();
-    let at = |needle: &str| {
-        events
-            .iter()
-            .position(|e| e.contains(needle))
-            .unwrap_or_else(|| panic!("no event {needle:?} in {events:#?}"))
-    };
+    let at = event_at(&s);
     // Expand before the canary colour starts, so before 10 % of live traffic reaches it.
     assert!(
         at("migrations expand succeeded") < at("phase starting"),
-        "{events:#?}"
+        "{s}"
     );
-    assert!(
-        at("phase starting") < at("step 1: 10% on green"),
-        "{events:#?}"
-    );
+    assert!(at("phase starting") < at("step 1: 10% on green"), "{s}");
     // Contract only once the stable colour is gone.
     assert!(
         at("stopped blue") < at("migrations contract succeeded"),
-        "{events:#?}"
+        "{s}"
     );
     let migrations = s["migrations"].as_str().unwrap();
     assert!(
         migrations.contains("expand succeeded") && migrations.contains("contract succeeded"),
         "{s}"
     );
-    assert_eq!(
-        pg.psql(
-            "jts",
-            "SELECT version FROM schema_migrations ORDER BY version DESC LIMIT 1"
-        ),
-        "20261104000001"
-    );
-    assert_eq!(
-        pg.psql(
-            "jts",
-            &format!("SELECT count(*) FROM schema_migrations WHERE deployment_id = '{id}'")
-        ),
-        "4"
-    );
+    db.assert_migrated(&id);
     eprintln!(
         "canary with migrations: expand at event {}, first step at {}, contract at {}; {} served, {} failed",
         at("migrations expand succeeded"),
