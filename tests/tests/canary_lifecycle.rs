@@ -50,6 +50,54 @@ fn decide(env: &Env, verb: &str, who: &str, id: &str) -> testkit::Run {
     ])
 }
 
+/// The canary colour never took a user request: no weight moved, every green weight is 0, and
+/// the load saw no failure. Prints the figures.
+fn assert_no_live_traffic(env: &Env, stats: &testkit::LoadStats, what: &str) {
+    let moved = weight_moves(env);
+    assert!(moved.is_empty(), "{:?}", moves(env));
+    assert!(weights_on(env, "green").iter().all(|w| *w == 0));
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    eprintln!(
+        "{what}: {} served, {} failed, weight moves {}",
+        stats.ok,
+        stats.failed,
+        moved.len()
+    );
+}
+
+/// `cutover rollback` while the canary runs (with `--wait` or not): it ends rolled back, with
+/// the reason, every service on blue and no failed request. Prints the figures.
+fn roll_back_to_blue(env: &Env, load: Load, and_wait: bool, what: &str) {
+    let reason = format!("{what} by the desk");
+    let mut args = vec!["rollback", "staging", "--reason", &reason, "--as", "ops"];
+    if and_wait {
+        args.push("--wait");
+    }
+    let r = env.cli(&args);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("rollback taken by the running deployment"),
+        "{r:?}"
+    );
+    let s = wait(env, "the end", Duration::from_secs(60), done);
+    let stats = load.stop();
+    assert_eq!(s["outcome"], "rolled_back", "{s}");
+    let want = format!("rollback requested by ops: {reason}");
+    assert!(s["reason"].as_str().unwrap().contains(&want), "{s}");
+    assert!(weights_on(env, "green").iter().all(|w| *w == 0));
+    assert!(
+        common::all_on(env, "blue"),
+        "{:?}",
+        env.platform.active_colors()
+    );
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    eprintln!(
+        "{what}: revert {} ms, {} served, {} failed",
+        s["revert_ms"], stats.ok, stats.failed
+    );
+}
+
 fn approval_opts() -> ConfigOpts {
     ConfigOpts {
         approval: true,
@@ -106,15 +154,8 @@ fn a_canary_waits_for_approval_before_any_live_traffic_and_a_rejection_ends_it()
         "{s}"
     );
     assert_eq!(s["approvals"].as_array().unwrap().len(), 1, "{s}");
-    assert!(weight_moves(&env).is_empty(), "{:?}", moves(&env));
     assert!(common::all_on(&env, "blue"));
-    assert_eq!(stats.failed, 0, "{stats:?}");
-    eprintln!(
-        "rejected canary: {} served, {} failed, weight moves {}",
-        stats.ok,
-        stats.failed,
-        weight_moves(&env).len()
-    );
+    assert_no_live_traffic(&env, &stats, "rejected canary");
     common::record_fixture(&env, "deploy-staging", "canary_rejected");
 }
 
@@ -170,15 +211,7 @@ fn a_canary_whose_colour_fails_its_smoke_check_never_receives_live_traffic() {
         s["decisions"].as_array().unwrap().is_empty(),
         "no analysis ran: {s}"
     );
-    assert!(weight_moves(&env).is_empty(), "{:?}", moves(&env));
-    assert!(weights_on(&env, "green").iter().all(|w| *w == 0));
-    assert_eq!(stats.failed, 0, "{stats:?}");
-    eprintln!(
-        "smoke-failed canary: {} served, {} failed, weight moves {}",
-        stats.ok,
-        stats.failed,
-        weight_moves(&env).len()
-    );
+    assert_no_live_traffic(&env, &stats, "smoke-failed canary");
     common::record_fixture(&env, "deploy-staging", "canary_smoke_failed");
 }
 
@@ -195,37 +228,7 @@ fn cutover_rollback_during_a_canary_step_puts_all_traffic_back_on_the_stable_col
         s["percent"] == 10
     });
     assert!(weights_on(&env, "green").iter().all(|w| *w == 10));
-    let r = env.cli(&[
-        "rollback",
-        "staging",
-        "--reason",
-        "desk reports slow fills",
-        "--as",
-        "ops",
-    ]);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert!(
-        r.stdout
-            .contains("rollback taken by the running deployment"),
-        "{r:?}"
-    );
-    let s = wait(&env, "the end", Duration::from_secs(60), done);
-    let stats = load.stop();
-    assert_eq!(s["outcome"], "rolled_back", "{s}");
-    assert!(
-        s["reason"]
-            .as_str()
-            .unwrap()
-            .contains("rollback requested by ops: desk reports slow fills"),
-        "{s}"
-    );
-    assert!(weights_on(&env, "green").iter().all(|w| *w == 0));
-    assert!(common::all_on(&env, "blue"));
-    assert_eq!(stats.failed, 0, "{stats:?}");
-    eprintln!(
-        "rollback during a step: revert {} ms, {} served, {} failed",
-        s["revert_ms"], stats.ok, stats.failed
-    );
+    roll_back_to_blue(&env, load, false, "rollback during a step");
 }
 
 #[test]
@@ -244,35 +247,6 @@ fn cutover_rollback_during_the_keep_warm_period_brings_the_stable_colour_back() 
     assert_eq!(s["outcome"], "succeeded", "{s}");
     assert!(!s["warm_until"].as_str().unwrap().is_empty(), "{s}");
     assert!(common::all_on(&env, "green"));
-    let r = env.cli(&[
-        "rollback",
-        "staging",
-        "--reason",
-        "reconciliation mismatch",
-        "--as",
-        "ops",
-        "--wait",
-    ]);
-    assert_eq!(r.code, 0, "{r:?}");
-    let s = wait(&env, "the end", Duration::from_secs(60), done);
-    let stats = load.stop();
-    assert_eq!(s["outcome"], "rolled_back", "{s}");
-    assert!(
-        s["reason"]
-            .as_str()
-            .unwrap()
-            .contains("rollback requested by ops: reconciliation mismatch"),
-        "{s}"
-    );
-    assert!(
-        common::all_on(&env, "blue"),
-        "{:?}",
-        env.platform.active_colors()
-    );
-    assert_eq!(stats.failed, 0, "{stats:?}");
-    eprintln!(
-        "rollback during keep-warm: revert {} ms, {} served, {} failed",
-        s["revert_ms"], stats.ok, stats.failed
-    );
+    roll_back_to_blue(&env, load, true, "rollback during keep-warm");
     common::record_fixture(&env, "deploy-staging", "canary_rolled_back_when_warm");
 }

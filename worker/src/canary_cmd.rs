@@ -145,7 +145,12 @@ fn print_status(s: &ShiftStatus, json: bool) {
 
 pub async fn status(settings: &Settings, environment: &str, json: bool) -> CmdResult {
     let client = settings.connect("cutover-cli").await?;
-    let s = status_of(&client, environment).await?;
+    show(&client, environment, json).await
+}
+
+/// Prints the environment's canary (also `cutover status` when the release is a canary).
+pub async fn show(client: &Client, environment: &str, json: bool) -> CmdResult {
+    let s = status_of(client, environment).await?;
     print_status(&s, json);
     Ok(exit::SUCCEEDED)
 }

@@ -333,7 +333,7 @@ pub async fn status(settings: &Settings, environment: &str, json: bool) -> CmdRe
         .describe(Default::default())
         .await;
     if desc.is_ok_and(|d| d.workflow_type() == names::SHIFT_WORKFLOW) {
-        return crate::canary_cmd::status(settings, environment, json).await;
+        return crate::canary_cmd::show(&client, environment, json).await;
     }
     let handle =
         client.get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment));

@@ -82,7 +82,7 @@ impl DeployWorkflow {
         Self::approval_gate(ctx).await?;
         Self::breaker_gate(ctx).await?;
         let baseline = Self::switch(ctx, &target).await?;
-        Self::validate(ctx, &target, baseline).await?;
+        Self::validate(ctx, baseline).await?;
         Self::keep_warm_and_retire(ctx, &target, migrations).await
     }
 

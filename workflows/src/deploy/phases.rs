@@ -9,7 +9,7 @@ use crate::release::journal::{enter, event, notify, now, superseded};
 use crate::release::{Outcome, Phase, Stop, Undo, approval, colour};
 use crate::time::rfc3339;
 use futures::FutureExt;
-use proto::{CheckRequest, ColorRequest, MetricsSnapshot, SwitchRequest, WindowCheckRequest};
+use proto::{ColorRequest, MetricsSnapshot, SwitchRequest, WindowCheckRequest};
 use std::time::Duration;
 use temporalio_sdk::WorkflowContext;
 
@@ -95,14 +95,7 @@ impl DeployWorkflow {
         target: &str,
     ) -> Result<(), Stop> {
         enter(ctx, Phase::Checking);
-        let req = ctx.state(|s| s.request.clone());
-        let check = CheckRequest {
-            platform: req.platform.clone(),
-            color: target.to_owned(),
-            services: req.services.clone(),
-            thresholds: req.thresholds,
-            perf: req.perf.clone(),
-        };
+        let check = ctx.state(|s| s.check_request(target));
         colour::checks_before_traffic(ctx, &check, Undo::StopTarget).await
     }
 

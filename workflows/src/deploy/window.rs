@@ -82,7 +82,6 @@ impl DeployWorkflow {
     /// The window after the switch. A stop request or a bad window rolls back.
     pub(super) async fn validate(
         ctx: &WorkflowContext<Self>,
-        _target: &str,
         window: WindowCheckRequest,
     ) -> Result<(), Stop> {
         enter(ctx, Phase::Validating);

@@ -107,6 +107,18 @@ macro_rules! release_workflow {
                 $crate::release::approval::validate(&pending, d).map_err(Into::into)
             }
 
+            /// The smoke and performance checks of `color`, before it takes live traffic.
+            fn check_request(&self, color: &str) -> proto::CheckRequest {
+                let r = &self.request;
+                proto::CheckRequest {
+                    platform: r.platform.clone(),
+                    color: color.to_owned(),
+                    services: r.services.clone(),
+                    thresholds: r.thresholds,
+                    perf: r.perf.clone(),
+                }
+            }
+
             /// Records an approval or a rejection (the gate waiting in `run` reads it).
             fn decide(
                 &mut self,

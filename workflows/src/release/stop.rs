@@ -44,25 +44,22 @@ impl Stop {
     /// An operator's request. Before traffic moved both abort; after, both roll back.
     pub fn requested(r: &Request, undo: Undo, at: SystemTime) -> Self {
         let a = r.by();
-        match (r, undo) {
-            (_, Undo::Nothing | Undo::StopTarget) => Self::new(
+        // An abort during canary steps stays an abort; everything after traffic moved rolls back.
+        let rolls_back = match undo {
+            Undo::Nothing | Undo::StopTarget => false,
+            Undo::WeightsBack => matches!(r, Request::Rollback(_)),
+            Undo::RollBack => true,
+        };
+        if rolls_back {
+            let reason = format!("rollback requested by {}: {}", a.by, a.reason);
+            Self::new(Outcome::RolledBack, undo, reason, at)
+        } else {
+            Self::new(
                 Outcome::Aborted,
                 undo,
                 format!("aborted by {}: {}", a.by, a.reason),
                 at,
-            ),
-            (Request::Abort(_), Undo::WeightsBack) => Self::new(
-                Outcome::Aborted,
-                undo,
-                format!("aborted by {}: {}", a.by, a.reason),
-                at,
-            ),
-            _ => Self::new(
-                Outcome::RolledBack,
-                undo,
-                format!("rollback requested by {}: {}", a.by, a.reason),
-                at,
-            ),
+            )
         }
     }
 }

@@ -33,8 +33,8 @@ use crate::release::{
 use crate::time::rfc3339;
 use futures::FutureExt;
 use proto::{
-    AbortRequest, ApprovalDecision, BreakerHold, CheckRequest, ColorRequest, DeployRequest,
-    ShiftControl, ShiftRequest, ShiftStatus, SwitchRequest,
+    AbortRequest, ApprovalDecision, BreakerHold, ColorRequest, DeployRequest, ShiftControl,
+    ShiftRequest, ShiftStatus, SwitchRequest,
 };
 use std::time::Duration;
 use temporalio_macros::{workflow, workflow_methods};
@@ -110,7 +110,7 @@ impl ShiftWorkflow {
     async fn release(ctx: &WorkflowContext<Self>) -> Result<(), Stop> {
         let (stable, canary) = Self::preflight(ctx).await?;
         Self::expand(ctx).await?;
-        Self::start_canary(ctx, &stable, &canary).await?;
+        Self::start_canary(ctx, &canary).await?;
         Self::check_canary(ctx, &canary).await?;
         Self::shift(ctx, &stable, &canary).await?;
         Self::promote_all(ctx, &canary).await?;
@@ -175,11 +175,7 @@ impl ShiftWorkflow {
         }
     }
 
-    async fn start_canary(
-        ctx: &WorkflowContext<Self>,
-        stable: &str,
-        canary: &str,
-    ) -> Result<(), Stop> {
+    async fn start_canary(ctx: &WorkflowContext<Self>, canary: &str) -> Result<(), Stop> {
         enter(ctx, Phase::Starting);
         let colour = Self::colour(ctx, canary, ScaleTarget::Full);
         let started = colour::start_and_wait_ready(ctx, colour).await;
@@ -189,7 +185,6 @@ impl ShiftWorkflow {
         } else {
             Undo::WeightsBack
         };
-        let _ = stable;
         started.map_err(|e| Stop::failed(undo, format!("{canary} did not start: {e}"), now(ctx)))
     }
 
@@ -199,14 +194,7 @@ impl ShiftWorkflow {
             return Ok(());
         }
         enter(ctx, Phase::Checking);
-        let req = ctx.state(|s| s.request.clone());
-        let check = CheckRequest {
-            platform: req.platform.clone(),
-            color: canary.to_owned(),
-            services: req.services.clone(),
-            thresholds: req.thresholds,
-            perf: req.perf.clone(),
-        };
+        let check = ctx.state(|s| s.check_request(canary));
         colour::checks_before_traffic(ctx, &check, Undo::StopTarget).await
     }
 
