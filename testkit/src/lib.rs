@@ -88,15 +88,23 @@ pub fn wait_until(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
 
 /// `wait_until` at a chosen interval: a check that runs the 150 MB Temporal CLI polls every
 /// 250 ms, so that three tests starting at once on two cores do not starve each other's servers.
-pub fn wait_every(what: &str, timeout: Duration, every: Duration, mut cond: impl FnMut() -> bool) {
+pub fn wait_every(what: &str, timeout: Duration, every: Duration, cond: impl FnMut() -> bool) {
+    assert!(
+        poll(timeout, every, cond),
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+/// Whether `cond` came to hold within `timeout`, checked every `every`.
+fn poll(timeout: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(every);
     }
+    true
 }
 
 /// How often a check that runs the Temporal CLI is repeated.
@@ -152,12 +160,60 @@ impl Temporal {
             ui_port: free_port(),
             db: dir.join("temporal.db"),
         };
-        t.spawn(true);
-        t
+        // The server picks its internal ports at random; on a busy machine another process can
+        // take one first, and the server never becomes healthy. Then: new ports, again.
+        for attempt in 1..=3 {
+            if t.try_spawn(true) {
+                return t;
+            }
+            eprintln!(
+                "testkit: Temporal on port {} did not become healthy (attempt {attempt}); log:\n{}",
+                t.port,
+                t.log_tail()
+            );
+            t.stop();
+            t.port = free_port();
+            t.ui_port = free_port();
+        }
+        panic!("Temporal did not become healthy in 3 attempts")
     }
 
-    /// `headless`: no UI (tests); the demo passes false.
+    /// Starts the server on its ports; panics (with its log) when it does not become healthy.
     pub fn spawn(&mut self, headless: bool) {
+        assert!(
+            self.try_spawn(headless),
+            "Temporal did not become healthy on port {}; log:\n{}",
+            self.port,
+            self.log_tail()
+        );
+    }
+
+    fn log(&self) -> PathBuf {
+        self.db.with_extension("log")
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, libc::SIGKILL);
+        }
+    }
+
+    /// The server process has not exited.
+    fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Starts the server and waits until it listens and its frontend reports healthy; false
+    /// (early) when it exits or stays unhealthy. `headless`: no UI (tests); the demo passes false.
+    fn try_spawn(&mut self, headless: bool) -> bool {
         let mut cmd = Command::new(temporal_cli());
         cmd.args([
             "server",
@@ -173,8 +229,13 @@ impl Temporal {
             "--dynamic-config-value",
             "matching.longPollExpirationInterval=\"2s\"",
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(Stdio::null());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .expect("Temporal log file opens");
+        cmd.stderr(log);
         if headless {
             cmd.arg("--headless");
         } else {
@@ -182,21 +243,20 @@ impl Temporal {
         }
         self.child = Some(cmd.spawn().expect("temporal starts"));
         let addr = format!("127.0.0.1:{}", self.port);
-        wait_until("Temporal to listen", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(&addr).is_ok()
+        let listening = poll(Duration::from_secs(30), Duration::from_millis(50), || {
+            !self.running() || std::net::TcpStream::connect(&addr).is_ok()
         });
         // Listening is not serving: wait until the frontend reports healthy.
-        wait_every(
-            "Temporal to be healthy",
-            Duration::from_secs(60),
-            CLI_POLL,
-            || {
-                Command::new(temporal_cli())
-                    .args(["operator", "cluster", "health", "--address", &addr])
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-            },
-        );
+        listening
+            && self.running()
+            && poll(Duration::from_secs(60), CLI_POLL, || {
+                !self.running()
+                    || Command::new(temporal_cli())
+                        .args(["operator", "cluster", "health", "--address", &addr])
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+            })
+            && self.running()
     }
 
     pub fn address(&self) -> String {
@@ -205,26 +265,20 @@ impl Temporal {
 
     /// Restarts the server with its web UI (for the demo).
     pub fn restart_with_ui(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill(&mut c, libc::SIGKILL);
-        }
+        self.stop();
         self.spawn(false);
     }
 
     /// Stops the server abruptly (SIGKILL) and starts it again on the same SQLite file.
     pub fn restart(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill(&mut c, libc::SIGKILL);
-        }
+        self.stop();
         self.spawn(true);
     }
 }
 
 impl Drop for Temporal {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill(&mut c, libc::SIGKILL);
-        }
+        self.stop();
     }
 }
 
