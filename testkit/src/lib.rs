@@ -431,7 +431,8 @@ impl Worker {
             .append(true)
             .open(&self.log)
             .expect("worker log file opens");
-        cmd.arg("worker").stdout(Stdio::null()).stderr(log);
+        let out = log.try_clone().expect("worker log file opens twice");
+        cmd.arg("worker").stdout(out).stderr(log);
         cmd.env_remove("CUTOVER_SLACK_WEBHOOK_URL");
         for (k, v) in &self.envs {
             cmd.env(k, v);
@@ -448,6 +449,24 @@ impl Worker {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The address the worker's metrics listen on, once it has printed it (start the worker
+    /// with `CUTOVER_METRICS_ADDR=127.0.0.1:0`: the kernel picks a free port, no race).
+    pub fn metrics_addr(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("metrics on http://"))
+            .and_then(|l| l.strip_suffix("/metrics"))
+            .map(str::to_owned)
+    }
+
+    /// Whether the worker process is running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Drops an environment variable for the next (re)start.
@@ -580,14 +599,24 @@ impl Env {
         let platform = Platform::start(faults, opts.replicas);
         let config = dir.join("cutover.toml");
         std::fs::write(&config, config_text(&[("staging", &platform.admin)], opts)).unwrap();
-        let worker = Worker::start(&temporal.address(), worker_env);
+        let mut worker = Worker::start(&temporal.address(), worker_env);
         // Until the worker polls, a query of a workflow that has just started (the breaker a
-        // command creates) waits for the client's 30 s timeout on a slow machine.
-        wait_every(
-            "the worker to poll the cutover task queue",
-            Duration::from_secs(90),
-            CLI_POLL,
-            || temporal.has_workflow_poller("cutover"),
+        // command creates) waits for the client's 30 s timeout on a slow machine. A worker that
+        // exits instead is reported with its log at once, not after the timeout.
+        let polling = poll(Duration::from_secs(90), CLI_POLL, || {
+            assert!(
+                worker.running(),
+                "the cutover worker exited before polling; its log:\n{}",
+                worker.log_tail(40)
+            );
+            temporal.has_workflow_poller("cutover")
+        });
+        assert!(
+            polling,
+            "timed out after 90 s waiting for the worker to poll the cutover task queue; \
+             worker log:\n{}\nTemporal log:\n{}",
+            worker.log_tail(40),
+            temporal.log_tail()
         );
         Self {
             dir,

@@ -9,7 +9,7 @@ use common::*;
 use serde_json::Value;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use testkit::prom::Prometheus;
-use testkit::{ConfigOpts, Env, Load, free_port};
+use testkit::{ConfigOpts, Env, Load};
 
 fn append(env: &Env, text: &str) {
     let mut cfg = std::fs::read_to_string(&env.config).unwrap();
@@ -80,13 +80,18 @@ fn metric(addr: &str, line_prefix: &str) -> Option<f64> {
 
 #[test]
 fn an_open_breaker_refuses_deploys_with_the_reason_and_an_expired_override_no_longer_applies() {
-    let metrics = format!("127.0.0.1:{}", free_port());
+    // Port 0: the kernel picks a free port when the worker binds it, no other process can
+    // take it first (a port chosen here could be taken by the Temporal server meanwhile).
     let env = Env::start(
         "breaker-manual",
         "v3@order-execution=error_rate:1.0",
         &ConfigOpts::default(),
-        &[("CUTOVER_METRICS_ADDR", &metrics)],
+        &[("CUTOVER_METRICS_ADDR", "127.0.0.1:0")],
     );
+    let metrics = env
+        .worker
+        .metrics_addr()
+        .expect("the worker prints its metrics address before it polls");
     append(
         &env,
         "breaker = { max_consecutive_failures = 2, probe_interval_secs = 1, max_override_secs = 120 }\n",

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use testkit::{Platform, Temporal, Worker, free_port, scratch_dir};
+use testkit::{Platform, Temporal, Worker, scratch_dir};
 
 fn repo() -> PathBuf {
     Path::new(
@@ -187,9 +187,19 @@ fn the_dashboard_has_a_stable_uid_and_uses_only_exported_metrics() {
             .unwrap()
     });
     let temporal = Temporal::start(&dir);
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _worker = Worker::start(&temporal.address(), &[("CUTOVER_METRICS_ADDR", &addr)]);
+    let worker = Worker::start(
+        &temporal.address(),
+        &[("CUTOVER_METRICS_ADDR", "127.0.0.1:0")],
+    );
+    let mut addr = String::new();
+    testkit::wait_until(
+        "the worker's metrics address",
+        std::time::Duration::from_secs(60),
+        || {
+            addr = worker.metrics_addr().unwrap_or_default();
+            !addr.is_empty()
+        },
+    );
     let mut worker_text = String::new();
     testkit::wait_until("worker metrics", std::time::Duration::from_secs(20), || {
         worker_text = testkit::blocking::rt()
