@@ -6,6 +6,7 @@ use crate::error::Failure;
 use crate::telemetry;
 use proto::{
     BreakerConfig, BreakerProbe, BreakerStatus, BreakerVerdict, FreezeWindow, Notification,
+    ProbeUnread,
 };
 use std::collections::BTreeSet;
 use temporalio_client::{
@@ -21,10 +22,14 @@ pub async fn probe(http: &reqwest::Client, c: &BreakerConfig) -> BreakerProbe {
         at: jiff::Timestamp::now().to_string(),
         ..Default::default()
     };
+    let mut unread = ProbeUnread::default();
     if !c.alerts_url.is_empty() {
         match firing_alerts(http, c).await {
             Ok(f) => p.firing = f,
-            Err(e) => p.errors.push(format!("alerts: {e}")),
+            Err(e) => {
+                p.errors.push(format!("alerts: {e}"));
+                unread.alerts = true;
+            }
         }
     }
     if !c.burn_rate_query.is_empty() {
@@ -34,15 +39,22 @@ pub async fn probe(http: &reqwest::Client, c: &BreakerConfig) -> BreakerProbe {
                 p.burn_rate_known = true;
             }
             Ok(None) => {}
-            Err(e) => p.errors.push(format!("burn rate: {e}")),
+            Err(e) => {
+                p.errors.push(format!("burn rate: {e}"));
+                unread.burn_rate = true;
+            }
         }
     }
     if !c.windows.is_empty() {
         match active_window(c, jiff::Timestamp::now()) {
             Ok(w) => p.window = w,
-            Err(e) => p.errors.push(format!("freeze windows: {e}")),
+            Err(e) => {
+                p.errors.push(format!("freeze windows: {e}"));
+                unread.freeze_windows = true;
+            }
         }
     }
+    p.unread = Some(unread);
     p
 }
 

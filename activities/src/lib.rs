@@ -75,23 +75,36 @@ async fn act<T>(body: impl Future<Output = Result<T, Failure>>) -> Result<T, Act
     body.await.map_err(Failure::into_activity_error)
 }
 
-/// Runs `work` while heartbeating every two seconds (long statements, lock waits), so a dead
-/// worker is noticed by the heartbeat timeout and a live one is not mistaken for dead.
+/// How often a running activity heartbeats (the SDK sends at most one per 0.8 × the heartbeat
+/// timeout, `workflows::options::HEARTBEAT`).
+const BEAT_EVERY: Duration = Duration::from_millis(400);
+
+/// Runs `work` while heartbeating `details()` every [`BEAT_EVERY`], so a dead worker is noticed
+/// within the heartbeat timeout and a live one, however long its call, is not taken for dead.
 async fn with_heartbeats<T>(
     ctx: &ActivityContext,
-    what: &str,
+    details: impl Fn() -> String,
     work: impl Future<Output = Result<T, Failure>>,
 ) -> Result<T, Failure> {
     let beat = async {
         loop {
-            heartbeat(ctx, what).await;
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            let _ = ctx.record_heartbeat(details()).await;
+            tokio::time::sleep(BEAT_EVERY).await;
         }
     };
     tokio::select! {
         r = work => r,
         _ = beat => unreachable!("the heartbeat loop never ends"),
     }
+}
+
+/// An activity's body, heartbeating while it runs; its [`Failure`] becomes the typed error.
+async fn live<T>(
+    ctx: &ActivityContext,
+    what: &str,
+    body: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, ActivityError> {
+    act(with_heartbeats(ctx, || what.to_owned(), body)).await
 }
 
 async fn heartbeat(ctx: &ActivityContext, details: &str) {
@@ -106,7 +119,7 @@ impl CutoverActivities {
         ctx: ActivityContext,
         req: DeployRequest,
     ) -> Result<PreflightResult, ActivityError> {
-        act(async {
+        live(&ctx, "preflight", async {
             // The environment's circuit breaker first: while it blocks, nothing starts.
             let verdict = breaker::check(&ctx.client(), &req.environment).await?;
             if verdict.blocking {
@@ -126,10 +139,10 @@ impl CutoverActivities {
     #[activity(name = names::READ_ACTIVE)]
     pub async fn read_active(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: RollbackRequest,
     ) -> Result<PreflightResult, ActivityError> {
-        act(async {
+        live(&ctx, "reading the live colour", async {
             let names: Vec<String> = req.services.iter().map(|s| s.name.clone()).collect();
             let platform = self.platform(req.platform.as_ref()).await?;
             platform.read_active(&names).await
@@ -140,10 +153,10 @@ impl CutoverActivities {
     #[activity(name = names::START_COLOR)]
     pub async fn start_color(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: ColorRequest,
     ) -> Result<(), ActivityError> {
-        act(async {
+        live(&ctx, "starting", async {
             self.platform(req.platform.as_ref())
                 .await?
                 .start_color(&req)
@@ -155,10 +168,10 @@ impl CutoverActivities {
     #[activity(name = names::SCALE_COLOR)]
     pub async fn scale_color(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: ColorRequest,
     ) -> Result<(), ActivityError> {
-        act(async {
+        live(&ctx, "scaling", async {
             self.platform(req.platform.as_ref())
                 .await?
                 .scale_color(&req)
@@ -173,7 +186,7 @@ impl CutoverActivities {
         ctx: ActivityContext,
         req: ColorRequest,
     ) -> Result<(), ActivityError> {
-        act(async {
+        live(&ctx, "waiting for readiness", async {
             let platform = self.platform(req.platform.as_ref()).await?;
             let deadline = Instant::now() + Duration::from_secs(req.timeout_secs.max(1));
             loop {
@@ -201,7 +214,7 @@ impl CutoverActivities {
         ctx: ActivityContext,
         req: CheckRequest,
     ) -> Result<CheckReport, ActivityError> {
-        act(async {
+        live(&ctx, "smoke checks", async {
             let platform = self.platform(req.platform.as_ref()).await?;
             heartbeat(&ctx, "smoke").await;
             checks::smoke(&self.http, &platform, &req).await
@@ -215,7 +228,7 @@ impl CutoverActivities {
         ctx: ActivityContext,
         req: CheckRequest,
     ) -> Result<CheckReport, ActivityError> {
-        act(async {
+        live(&ctx, "performance check", async {
             let platform = self.platform(req.platform.as_ref()).await?;
             heartbeat(&ctx, "performance").await;
             checks::performance(&self.http, &platform, &req).await
@@ -226,10 +239,10 @@ impl CutoverActivities {
     #[activity(name = names::SWITCH_TRAFFIC)]
     pub async fn switch_traffic(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: SwitchRequest,
     ) -> Result<SwitchResult, ActivityError> {
-        act(async {
+        live(&ctx, "switching", async {
             let platform = self.platform(req.platform.as_ref()).await?;
             let result = platform.switch(&req).await?;
             tracing::info!(
@@ -252,10 +265,10 @@ impl CutoverActivities {
     #[activity(name = names::SNAPSHOT_METRICS)]
     pub async fn snapshot_metrics(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: WindowCheckRequest,
     ) -> Result<MetricsSnapshot, ActivityError> {
-        act(async {
+        live(&ctx, "metrics snapshot", async {
             let platform = self.platform(req.platform.as_ref()).await?;
             platform.snapshot(&req.color, &req.services).await
         })
@@ -265,10 +278,10 @@ impl CutoverActivities {
     #[activity(name = names::CHECK_WINDOW)]
     pub async fn check_window(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: WindowCheckRequest,
     ) -> Result<CheckReport, ActivityError> {
-        act(async {
+        live(&ctx, "validation window", async {
             let platform = self.platform(req.platform.as_ref()).await?;
             platform.check_window(&req).await
         })
@@ -278,10 +291,10 @@ impl CutoverActivities {
     #[activity(name = names::VERIFY_ACTIVE)]
     pub async fn verify_active(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: SwitchRequest,
     ) -> Result<(), ActivityError> {
-        act(async {
+        live(&ctx, "verifying", async {
             let platform = self.platform(req.platform.as_ref()).await?;
             platform.verify(&req.color, &req.services).await
         })
@@ -291,10 +304,10 @@ impl CutoverActivities {
     #[activity(name = names::SET_WEIGHTS)]
     pub async fn set_weights(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: WeightsRequest,
     ) -> Result<WeightsResult, ActivityError> {
-        act(async {
+        live(&ctx, "setting weights", async {
             let platform = self.platform(req.platform.as_ref()).await?;
             let r = platform.set_weights(&req).await?;
             for w in &r.applied {
@@ -312,7 +325,7 @@ impl CutoverActivities {
         ctx: ActivityContext,
         req: AnalysisRequest,
     ) -> Result<AnalysisResult, ActivityError> {
-        act(with_heartbeats(&ctx, "analysis", async {
+        live(&ctx, "analysis", async {
             let platform = self.platform(req.platform.as_ref()).await?;
             let r = analysis::analyze(&self.http, &platform, &req).await?;
             for a in &r.services {
@@ -325,26 +338,29 @@ impl CutoverActivities {
                 );
             }
             Ok(r)
-        }))
+        })
         .await
     }
 
     #[activity(name = names::MIGRATE_PLAN)]
     pub async fn migrate_plan(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: MigrateRequest,
     ) -> Result<MigratePlan, ActivityError> {
-        act(migrations::plan(&req)).await
+        live(&ctx, "migration plan", migrations::plan(&req)).await
     }
 
     #[activity(name = names::MIGRATE_CHECK)]
     pub async fn migrate_check(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: MigrateRequest,
     ) -> Result<CheckSummary, ActivityError> {
-        act(async { Ok(migrations::check(&req)) }).await
+        live(&ctx, "migration check", async {
+            Ok(migrations::check(&req))
+        })
+        .await
     }
 
     #[activity(name = names::BACKUP_DATABASE)]
@@ -360,13 +376,24 @@ impl CutoverActivities {
             .ok()
             .flatten()
             .and_then(|s| serde_json::from_str::<migrations::UploadProgress>(&s).ok());
-        let ctx = &ctx;
-        act(migrations::backup(&req, previous, |p| async move {
-            let _ = ctx
-                .record_heartbeat(serde_json::to_string(&p).unwrap_or_default())
-                .await;
-        }))
-        .await
+        // Every beat repeats the last progress (also while pg_dump runs), so a later attempt
+        // resumes from it.
+        let last = std::sync::Mutex::new(
+            previous
+                .as_ref()
+                .map(|p| serde_json::to_string(p).unwrap_or_default())
+                .unwrap_or_default(),
+        );
+        let (ctx, last) = (&ctx, &last);
+        let details = || last.lock().map(|d| d.clone()).unwrap_or_default();
+        let work = migrations::backup(&req, previous, |p| async move {
+            let d = serde_json::to_string(&p).unwrap_or_default();
+            if let Ok(mut l) = last.lock() {
+                *l = d.clone();
+            }
+            let _ = ctx.record_heartbeat(d).await;
+        });
+        act(with_heartbeats(ctx, details, work)).await
     }
 
     #[activity(name = names::APPLY_MIGRATION)]
@@ -376,12 +403,7 @@ impl CutoverActivities {
         req: ApplyRequest,
     ) -> Result<ApplyResult, ActivityError> {
         let what = format!("applying {}", req.version);
-        act(with_heartbeats(
-            &ctx,
-            &what,
-            migrations::apply(&req, &mut |_| {}),
-        ))
-        .await
+        live(&ctx, &what, migrations::apply(&req, &mut |_| {})).await
     }
 
     #[activity(name = names::REVERT_MIGRATION)]
@@ -391,21 +413,16 @@ impl CutoverActivities {
         req: ApplyRequest,
     ) -> Result<bool, ActivityError> {
         let what = format!("reverting {}", req.version);
-        act(with_heartbeats(
-            &ctx,
-            &what,
-            migrations::revert(&req, &mut |_| {}),
-        ))
-        .await
+        live(&ctx, &what, migrations::revert(&req, &mut |_| {})).await
     }
 
     #[activity(name = names::VERIFY_MIGRATIONS)]
     pub async fn verify_migrations(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: MigrateRequest,
     ) -> Result<VerifyReport, ActivityError> {
-        act(migrations::verify(&req)).await
+        live(&ctx, "verifying migrations", migrations::verify(&req)).await
     }
 
     #[activity(name = names::RESTORE_DATABASE)]
@@ -414,12 +431,7 @@ impl CutoverActivities {
         ctx: ActivityContext,
         req: RestoreRequest,
     ) -> Result<(), ActivityError> {
-        act(with_heartbeats(
-            &ctx,
-            "restoring",
-            migrations::restore(&req),
-        ))
-        .await
+        live(&ctx, "restoring", migrations::restore(&req)).await
     }
 
     #[activity(name = names::NOTIFY)]
@@ -429,8 +441,8 @@ impl CutoverActivities {
         n: Notification,
     ) -> Result<(), ActivityError> {
         telemetry::on_event(&n.environment, &n.deployment_id, &n.event);
-        if !n.events.is_empty() {
-            telemetry::on_phases(&n.environment, &n.events, std::time::SystemTime::now());
+        if !n.phases.is_empty() {
+            telemetry::on_phases(&n.environment, &n.phases, std::time::SystemTime::now());
         }
         // Outcomes feed the environment's circuit breaker (its failure streak): runs recorded
         // before patch `release-v2` report through here; newer runs signal it themselves.

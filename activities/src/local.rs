@@ -10,8 +10,9 @@ use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use wire::api::{
     ApiError, Assignment, InstancesSpec, PlatformState, Stats, SwitchRequest as ApiSwitch,
-    SwitchResponse, WeightsRequest as ApiWeights, other_color,
+    SwitchResponse, WeightsRequest as ApiWeights,
 };
+use workflows::release::Colour;
 
 pub struct LocalPlatform {
     base: String,
@@ -128,7 +129,10 @@ impl LocalPlatform {
         };
         let active = (*active).clone();
         Ok(PreflightResult {
-            target_color: other_color(&active).unwrap_or("green").to_owned(),
+            target_color: Colour::parse(&active)
+                .map_or(Colour::Green, Colour::other)
+                .as_str()
+                .to_owned(),
             active_color: active,
             active_versions: versions,
         })

@@ -12,6 +12,7 @@ use proto::{
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::Mutex;
+use workflows::release::PlatformKind;
 
 pub enum Platform {
     Local(LocalPlatform),
@@ -43,17 +44,18 @@ pub async fn connect(
     clients: &Clients,
 ) -> Result<Platform, Failure> {
     let target = target.ok_or_else(|| Failure::InvalidInput("request names no platform".into()))?;
-    match target.kind.as_str() {
-        "local" => Ok(Platform::Local(LocalPlatform::new(
+    match PlatformKind::parse(&target.kind) {
+        Some(PlatformKind::Local) => Ok(Platform::Local(LocalPlatform::new(
             &target.admin_url,
             http.clone(),
         )?)),
-        "kubernetes" => Ok(Platform::Kubernetes(Box::new(KubePlatform::new(
+        Some(PlatformKind::Kubernetes) => Ok(Platform::Kubernetes(Box::new(KubePlatform::new(
             clients.kube(&target.kube_context).await?,
             target,
         )?))),
-        other => Err(Failure::InvalidInput(format!(
-            "unknown platform kind {other:?}: expected \"local\" or \"kubernetes\""
+        None => Err(Failure::InvalidInput(format!(
+            "unknown platform kind {:?}: expected \"local\" or \"kubernetes\"",
+            target.kind
         ))),
     }
 }

@@ -2,6 +2,7 @@
 //! `cutover worker` on `CUTOVER_METRICS_ADDR` (`/metrics`). Activities update them as they run:
 //! notifications mark starts and outcomes, weight changes and analyses set gauges.
 
+use proto::PhaseMark;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Mutex, OnceLock};
@@ -204,7 +205,7 @@ pub fn on_analysis(environment: &str, service: &str, error_ratio: f64, p95_ms: f
 }
 
 pub fn on_color(environment: &str, service: &str, color: &str) {
-    for c in ["blue", "green"] {
+    for c in workflows::release::Colour::ALL.iter().map(|c| c.as_str()) {
         set(
             "cutover_active_color",
             vec![
@@ -236,21 +237,12 @@ pub fn on_breaker(environment: &str, blocking: bool, open: bool, overridden: boo
     );
 }
 
-/// Phase durations of a deployment from its status events (`<rfc3339> phase <name>` lines).
-pub fn on_phases(environment: &str, events: &[String], finished: SystemTime) {
-    let mut marks: Vec<(String, f64)> = Vec::new();
-    for e in events {
-        let Some((at, text)) = e.split_once(' ') else {
-            continue;
-        };
-        let Some(name) = text.strip_prefix("phase ") else {
-            continue;
-        };
-        let Ok(t) = at.parse::<jiff::Timestamp>() else {
-            continue;
-        };
-        marks.push((name.to_owned(), t.as_millisecond() as f64 / 1000.0));
-    }
+/// Phase durations of a deployment from the phases it entered (typed marks, in order).
+pub fn on_phases(environment: &str, phases: &[PhaseMark], finished: SystemTime) {
+    let marks: Vec<(String, f64)> = phases
+        .iter()
+        .map(|m| (m.phase.clone(), m.at_unix_ms as f64 / 1000.0))
+        .collect();
     let end = finished
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

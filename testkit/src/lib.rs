@@ -16,8 +16,12 @@ pub mod db;
 pub mod faultproxy;
 mod load;
 pub mod prom;
+mod temporal;
+mod worker;
 
 pub use load::{Load, LoadStats};
+pub use temporal::Temporal;
+pub use worker::Worker;
 
 use localplatform::api::{JournalEntry, PlatformState};
 use std::collections::BTreeMap;
@@ -25,7 +29,6 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Directory of the workspace's built binaries (the test executable lives in `<dir>/deps`).
@@ -130,156 +133,6 @@ fn kill(child: &mut Child, signal: i32) {
         libc::kill(child.id() as i32, signal);
     }
     let _ = child.wait();
-}
-
-pub struct Temporal {
-    child: Option<Child>,
-    pub port: u16,
-    pub ui_port: u16,
-    db: PathBuf,
-}
-
-impl Temporal {
-    /// A worker polls `task_queue` for workflow tasks (`temporal task-queue describe`).
-    pub fn has_workflow_poller(&self, task_queue: &str) -> bool {
-        let out = Command::new(temporal_cli())
-            .args(["task-queue", "describe", "--task-queue", task_queue])
-            .args(["--address", &self.address(), "--output", "json"])
-            .output();
-        let Ok(out) = out else { return false };
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["pollers"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(|x| x["taskQueueType"] == "workflow"))
-    }
-
-    pub fn start(dir: &Path) -> Self {
-        let mut t = Self {
-            child: None,
-            port: free_port(),
-            ui_port: free_port(),
-            db: dir.join("temporal.db"),
-        };
-        // The server picks its internal ports at random; on a busy machine another process can
-        // take one first, and the server never becomes healthy. Then: new ports, again.
-        for attempt in 1..=3 {
-            if t.try_spawn(true) {
-                return t;
-            }
-            eprintln!(
-                "testkit: Temporal on port {} did not become healthy (attempt {attempt}); log:\n{}",
-                t.port,
-                t.log_tail()
-            );
-            t.stop();
-            t.port = free_port();
-            t.ui_port = free_port();
-        }
-        panic!("Temporal did not become healthy in 3 attempts")
-    }
-
-    /// Starts the server on its ports; panics (with its log) when it does not become healthy.
-    pub fn spawn(&mut self, headless: bool) {
-        assert!(
-            self.try_spawn(headless),
-            "Temporal did not become healthy on port {}; log:\n{}",
-            self.port,
-            self.log_tail()
-        );
-    }
-
-    fn log(&self) -> PathBuf {
-        self.db.with_extension("log")
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill(&mut c, libc::SIGKILL);
-        }
-    }
-
-    /// The server process has not exited.
-    fn running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
-    }
-
-    /// Starts the server and waits until it listens and its frontend reports healthy; false
-    /// (early) when it exits or stays unhealthy. `headless`: no UI (tests); the demo passes false.
-    fn try_spawn(&mut self, headless: bool) -> bool {
-        let mut cmd = Command::new(temporal_cli());
-        cmd.args([
-            "server",
-            "start-dev",
-            "--ip",
-            "127.0.0.1",
-            "--log-level",
-            "error",
-        ])
-        .args(["--port", &self.port.to_string()])
-        .args(["--db-filename", self.db.to_str().unwrap()])
-        .args([
-            "--dynamic-config-value",
-            "matching.longPollExpirationInterval=\"2s\"",
-        ])
-        .stdout(Stdio::null());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log())
-            .expect("Temporal log file opens");
-        cmd.stderr(log);
-        if headless {
-            cmd.arg("--headless");
-        } else {
-            cmd.args(["--ui-port", &self.ui_port.to_string()]);
-        }
-        self.child = Some(cmd.spawn().expect("temporal starts"));
-        let addr = format!("127.0.0.1:{}", self.port);
-        let listening = poll(Duration::from_secs(30), Duration::from_millis(50), || {
-            !self.running() || std::net::TcpStream::connect(&addr).is_ok()
-        });
-        // Listening is not serving: wait until the frontend reports healthy.
-        listening
-            && self.running()
-            && poll(Duration::from_secs(60), CLI_POLL, || {
-                !self.running()
-                    || Command::new(temporal_cli())
-                        .args(["operator", "cluster", "health", "--address", &addr])
-                        .output()
-                        .is_ok_and(|o| o.status.success())
-            })
-            && self.running()
-    }
-
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Restarts the server with its web UI (for the demo).
-    pub fn restart_with_ui(&mut self) {
-        self.stop();
-        self.spawn(false);
-    }
-
-    /// Stops the server abruptly (SIGKILL) and starts it again on the same SQLite file.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn(true);
-    }
-}
-
-impl Drop for Temporal {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 pub struct Platform {
@@ -393,103 +246,6 @@ impl Platform {
 impl Drop for Platform {
     fn drop(&mut self) {
         kill(&mut self.child, libc::SIGTERM);
-    }
-}
-
-pub struct Worker {
-    child: Option<Child>,
-    envs: Vec<(String, String)>,
-    /// The worker's stderr (appended across restarts), for failure messages.
-    pub log: PathBuf,
-}
-
-impl Worker {
-    pub fn start(temporal: &str, envs: &[(&str, &str)]) -> Self {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let log = std::env::temp_dir().join(format!(
-            "cutover-test-worker-{}-{}.log",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let mut w = Self {
-            child: None,
-            envs: envs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            log,
-        };
-        w.envs.push(("TEMPORAL_ADDRESS".into(), temporal.into()));
-        w.spawn();
-        w
-    }
-
-    pub fn spawn(&mut self) {
-        let mut cmd = Command::new(bin("cutover"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("worker log file opens");
-        let out = log.try_clone().expect("worker log file opens twice");
-        cmd.arg("worker").stdout(out).stderr(log);
-        cmd.env_remove("CUTOVER_SLACK_WEBHOOK_URL");
-        for (k, v) in &self.envs {
-            cmd.env(k, v);
-        }
-        self.child = Some(cmd.spawn().expect("cutover worker starts"));
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or_default()
-    }
-
-    /// The last lines the worker wrote to stderr.
-    pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
-    /// The address the worker's metrics listen on, once it has printed it (start the worker
-    /// with `CUTOVER_METRICS_ADDR=127.0.0.1:0`: the kernel picks a free port, no race).
-    pub fn metrics_addr(&self) -> Option<String> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("metrics on http://"))
-            .and_then(|l| l.strip_suffix("/metrics"))
-            .map(str::to_owned)
-    }
-
-    /// Whether the worker process is running.
-    pub fn running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    /// Drops an environment variable for the next (re)start.
-    pub fn remove_env(&mut self, key: &str) {
-        self.envs.retain(|(k, _)| k != key);
-    }
-
-    /// `kill -9`: no chance to finish or report anything.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill(&mut c, libc::SIGKILL);
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.kill9();
-        self.spawn();
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 

@@ -7,9 +7,15 @@
 //! - a canary whose v4 fails 5 % of one service's requests, analysed through a real Prometheus
 //!   (1 s scrapes, 1 s analysis interval): first bad scrape → failed analysis (breach to decision)
 //!   and failed analysis → all weights on stable (decision to stable);
+//! - failed check → all traffic back over 20 reverts in the validation window (p50, p99);
+//! - how long a run takes to resume after `kill -9` of its worker, per phase where the kill
+//!   lands, restarted at once and with a second worker already running;
 //! - worker RSS idle, and with 10 deployments running at once in 10 environments.
 //!
 //! Timings vary with the machine; they are printed, never asserted.
+
+#[path = "bench/resume.rs"]
+mod resume;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -153,7 +159,9 @@ fn main() {
         return;
     }
 
+    resume::reverts(&addr, &config, &platform, 20);
     canary_breach(&dir, &addr, &config, &platform);
+    resume::resume(&dir, 3);
 
     // Ten deployments at once, one per environment, each with its own platform.
     drop(worker);

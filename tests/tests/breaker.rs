@@ -243,7 +243,7 @@ fn an_open_breaker_refuses_deploys_with_the_reason_and_an_expired_override_no_lo
     ] {
         assert!(events.contains(e), "missing {e:?} in {events}");
     }
-    record_fixture(&env, "breaker-staging", "breaker");
+    record_fixture(&env, "breaker-staging", "breaker_probe_typed");
 }
 
 fn canary_status(env: &Env) -> Value {

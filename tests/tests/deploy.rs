@@ -145,8 +145,13 @@ fn v3_failing_post_switch_validation_is_rolled_back() {
         stats.failed > 0 && stats.failed < stats.ok / 10,
         "{stats:?}"
     );
-    record_fixture(&env, "deploy-staging", "deploy_rolled_back");
-    record_fixture(&env, "rollback-staging", "rollback");
+    // The previous colour was still at full size: traffic went straight back (patch
+    // `fast-revert`), no Rollback workflow (capacity first) was needed.
+    let s = status(&env).unwrap();
+    let events = s["events"].to_string();
+    assert!(events.contains("all services back on blue"), "{events}");
+    assert!(!events.contains("could not switch back"), "{events}");
+    record_fixture(&env, "deploy-staging", "deploy_switched_back");
 }
 
 #[test]

@@ -5,8 +5,10 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
-use testkit::{ConfigOpts, Env, Load};
+use std::time::{Duration, SystemTime};
+use testkit::{ConfigOpts, Env, Load, Worker, wait_every};
+
+const RUN: &str = "deploy-staging";
 
 fn assert_clean_success(env: &Env, load: Load) {
     let s = wait_outcome(env, Duration::from_secs(90));
@@ -45,6 +47,123 @@ fn worker_killed_while_awaiting_approval_resumes_after_restart() {
     assert_clean_success(&env, load);
 }
 
+/// `kill -9` of the worker once the run is in `phase`, a restart `pause` later; prints how long
+/// the run took to resume (restart → next workflow task completed, read from the history).
+fn kill_and_restart_in(env: &mut Env, phase: &str, pause: Duration) {
+    wait_phase(env, phase, Duration::from_secs(60));
+    env.worker.kill9();
+    std::thread::sleep(pause);
+    let restarted = SystemTime::now();
+    env.worker.spawn();
+    let mut resumed = None;
+    wait_every(
+        "the run to resume",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || {
+            resumed = env.temporal.resumed_ms(RUN, restarted);
+            resumed.is_some()
+        },
+    );
+    println!(
+        "killed while {phase}: taken over {:.0} ms after the restart (first task started), next workflow task completed after {:.0} ms",
+        env.temporal
+            .taken_over_ms(RUN, restarted)
+            .unwrap_or(f64::NAN),
+        resumed.unwrap_or_default()
+    );
+}
+
+#[test]
+fn worker_killed_while_the_new_colour_starts_resumes_after_restart() {
+    // v2's instances take 3 s to become ready: the kill lands in the readiness wait.
+    let mut env = Env::start(
+        "kill-starting",
+        "v2=slow_start_ms:3000",
+        &ConfigOpts::default(),
+        &[],
+    );
+    let load = Load::start(&env.platform.services, 20);
+    let started = env.cli(&["deploy", "staging", "--revision", "v2", "--as", "ci"]);
+    assert_eq!(started.code, 0, "{started:?}");
+    kill_and_restart_in(&mut env, "starting", Duration::from_millis(300));
+    assert_clean_success(&env, load);
+}
+
+#[test]
+fn worker_killed_during_the_checks_resumes_after_restart() {
+    // v2 answers in 150 ms: the performance check's 20 requests per service take a while.
+    let mut env = Env::start(
+        "kill-checking",
+        "v2=latency_ms:150",
+        &ConfigOpts::default(),
+        &[],
+    );
+    let load = Load::start(&env.platform.services, 20);
+    let started = env.cli(&["deploy", "staging", "--revision", "v2", "--as", "ci"]);
+    assert_eq!(started.code, 0, "{started:?}");
+    kill_and_restart_in(&mut env, "checking", Duration::from_millis(300));
+    assert_clean_success(&env, load);
+}
+
+/// With a second worker on the task queue, the one holding the run is killed during the
+/// validation window of a release that must roll back: the other finishes it, rolling back once.
+#[test]
+fn with_two_workers_the_survivor_rolls_back_once_when_the_other_dies_mid_validation() {
+    let opts = ConfigOpts {
+        validation_window_secs: 6,
+        ..Default::default()
+    };
+    let mut env = Env::start(
+        "two-workers",
+        "v3@strategy-engine=live_error_rate:0.2",
+        &opts,
+        &[],
+    );
+    let mut second = Worker::start(&env.temporal.address(), &[]);
+    let load = Load::start(&env.platform.services, 40);
+    let started = env.cli(&["deploy", "staging", "--revision", "v3", "--as", "ci"]);
+    assert_eq!(started.code, 0, "{started:?}");
+    wait_phase(&env, "validating", Duration::from_secs(60));
+    // The worker that took the run's last workflow task holds it (its sticky queue).
+    let holder = env
+        .temporal
+        .task_workers(RUN)
+        .pop()
+        .expect("a workflow task was started");
+    let killed = SystemTime::now();
+    let survivor_pid = if holder.ends_with(&format!("@{}", env.worker.pid())) {
+        env.worker.kill9();
+        second.pid()
+    } else {
+        assert!(holder.ends_with(&format!("@{}", second.pid())), "{holder}");
+        second.kill9();
+        env.worker.pid()
+    };
+    let s = wait_outcome(&env, Duration::from_secs(90));
+    let stats = load.stop();
+    assert_eq!(s["outcome"], "rolled_back", "{s}");
+    assert!(all_on(&env, "blue"), "{:?}", env.platform.active_colors());
+    let m = moves(&env);
+    assert_eq!(m.len(), 2, "one switch and one rollback: {m:?}");
+    assert!(m[1].contains("rollback"), "{m:?}");
+    // The survivor did the rest: every workflow task after the kill is its own.
+    let after = env.temporal.task_workers(RUN);
+    assert!(
+        after
+            .last()
+            .is_some_and(|w| w.ends_with(&format!("@{survivor_pid}"))),
+        "{after:?}"
+    );
+    println!(
+        "two workers, holder killed while validating: taken over {:.0} ms after the kill, next workflow task completed after {:.0} ms; {} requests failed of {} (the release's own errors before the rollback)",
+        env.temporal.taken_over_ms(RUN, killed).unwrap_or(f64::NAN),
+        env.temporal.resumed_ms(RUN, killed).unwrap_or_default(),
+        stats.failed,
+        stats.ok + stats.failed,
+    );
+}
+
 #[test]
 fn worker_killed_during_the_validation_window_resumes_after_restart() {
     let opts = ConfigOpts {
@@ -55,10 +174,7 @@ fn worker_killed_during_the_validation_window_resumes_after_restart() {
     let load = Load::start(&env.platform.services, 20);
     let started = env.cli(&["deploy", "staging", "--revision", "v2", "--as", "ci"]);
     assert_eq!(started.code, 0, "{started:?}");
-    wait_phase(&env, "validating", Duration::from_secs(30));
-    env.worker.kill9();
-    std::thread::sleep(Duration::from_millis(500));
-    env.worker.spawn();
+    kill_and_restart_in(&mut env, "validating", Duration::from_millis(500));
     assert_clean_success(&env, load);
 }
 

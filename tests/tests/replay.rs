@@ -45,6 +45,9 @@ async fn recorded_histories_replay_without_nondeterminism() {
         "canary_smoke_failed.json",
         "canary_rolled_back_when_warm.json",
         "deploy_superseded.json",
+        // Since patches `fast-revert` and `breaker-probe-typed`.
+        "deploy_switched_back.json",
+        "breaker_probe_typed.json",
     ] {
         assert!(
             names.iter().any(|n| n == required),

@@ -7,15 +7,6 @@ use std::collections::BTreeMap;
 /// The two colours of a blue-green pair.
 pub const COLORS: [&str; 2] = ["blue", "green"];
 
-/// Returns the other colour, or `None` for a name that is not a colour.
-pub fn other_color(color: &str) -> Option<&'static str> {
-    match color {
-        "blue" => Some("green"),
-        "green" => Some("blue"),
-        _ => None,
-    }
-}
-
 /// `PUT /v1/instances`: run `replicas` instances of `version` for a service's colour.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct InstancesSpec {

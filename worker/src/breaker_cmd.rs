@@ -57,6 +57,7 @@ async fn ensure(
     };
     let id = names::breaker_workflow_id(environment);
     let opts = WorkflowStartOptions::new(task_queue.to_owned(), id.clone())
+        .task_timeout(workflows::options::WORKFLOW_TASK_TIMEOUT)
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         .static_summary(format!("circuit breaker of {environment}"))
         .build();

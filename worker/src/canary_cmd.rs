@@ -22,6 +22,7 @@ pub async fn start(
 ) -> CmdResult {
     let workflow_id = names::deploy_workflow_id(&req.environment);
     let opts = WorkflowStartOptions::new(task_queue.to_owned(), workflow_id.clone())
+        .task_timeout(workflows::options::WORKFLOW_TASK_TIMEOUT)
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
         .static_summary(format!(
             "canary {} → {} ({})",

@@ -11,7 +11,7 @@ use temporalio_client::{
     WorkflowSignalOptions, WorkflowStartOptions,
 };
 use workflows::deploy::outcome;
-use workflows::release::contract;
+use workflows::release::{Colour, contract};
 use workflows::{DeployWorkflow, RollbackWorkflow, names};
 
 /// Exit codes of `deploy --wait` and `rollback --wait`.
@@ -117,6 +117,7 @@ pub async fn deploy(settings: &Settings, cfg: &Config, a: DeployArgs) -> CmdResu
     }
     let workflow_id = names::deploy_workflow_id(&a.environment);
     let opts = WorkflowStartOptions::new(a.task_queue.clone(), workflow_id.clone())
+        .task_timeout(workflows::options::WORKFLOW_TASK_TIMEOUT)
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
         .static_summary(format!(
             "{} → {} ({})",
@@ -404,8 +405,7 @@ pub async fn rollback(settings: &Settings, cfg: &Config, a: RollbackArgs) -> Cmd
         return Err(CmdError::usage("a rollback needs --reason"));
     }
     if let Some(c) = &a.to
-        && c != "blue"
-        && c != "green"
+        && Colour::parse(c).is_none()
     {
         return Err(CmdError::usage(format!(
             "--to {c:?}: expected blue or green"
@@ -486,6 +486,7 @@ pub async fn rollback(settings: &Settings, cfg: &Config, a: RollbackArgs) -> Cmd
     };
     let workflow_id = names::rollback_workflow_id(&a.environment);
     let opts = WorkflowStartOptions::new(a.task_queue.clone(), workflow_id.clone())
+        .task_timeout(workflows::options::WORKFLOW_TASK_TIMEOUT)
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
         .static_summary(format!("rollback {}: {}", a.environment, a.reason))
         .build();

@@ -10,6 +10,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use std::collections::BTreeMap;
+use workflows::release::{Colour, PlatformKind};
 
 /// Every object of a release on one colour, as YAML documents: per service its Deployment and
 /// PodDisruptionBudget, its active and preview Services (active = `active`, preview = the other
@@ -23,14 +24,14 @@ pub fn render(
     active: &str,
 ) -> Result<String, CmdError> {
     let env = cfg.environment(environment).map_err(CmdError::usage)?;
-    if env.platform.kind != "kubernetes" {
+    if env.platform.kind() != PlatformKind::Kubernetes {
         return Err(CmdError::usage(format!(
             "environment {environment} runs on the {} platform: only kubernetes environments have manifests",
-            env.platform.kind
+            env.platform.kind()
         )));
     }
     for (flag, c) in [("--color", color), ("--active", active)] {
-        if c != "blue" && c != "green" {
+        if Colour::parse(c).is_none() {
             return Err(CmdError::usage(format!(
                 "{flag} {c:?}: expected blue or green"
             )));
@@ -125,10 +126,10 @@ pub async fn secrets_sync(
     pairs: &[String],
 ) -> CmdResult {
     let env = cfg.environment(environment).map_err(CmdError::usage)?;
-    if env.platform.kind != "kubernetes" {
+    if env.platform.kind() != PlatformKind::Kubernetes {
         return Err(CmdError::usage(format!(
             "environment {environment} runs on the {} platform: secrets sync is for kubernetes environments",
-            env.platform.kind
+            env.platform.kind()
         )));
     }
     let pairs = parse_pairs(pairs)?;

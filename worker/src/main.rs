@@ -536,7 +536,7 @@ async fn run(cli: Cli) -> commands::CmdResult {
             for (name, env) in &cfg.environments {
                 println!(
                     "environment {name}: platform {}, approval {}, production {}",
-                    env.platform.kind,
+                    env.platform.kind(),
                     if env.approval.required {
                         env.approval.approvers.join("/")
                     } else {

@@ -164,6 +164,7 @@ pub async fn run(settings: &Settings, cfg: &Config, a: RunArgs) -> CmdResult {
     let client = settings.connect(&format!("cutover-cli:{}", a.by)).await?;
     let workflow_id = names::migrate_workflow_id(&a.environment);
     let opts = WorkflowStartOptions::new(a.task_queue.clone(), workflow_id.clone())
+        .task_timeout(workflows::options::WORKFLOW_TASK_TIMEOUT)
         .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
         .static_summary(format!("migrate {} ({}) {}", a.environment, a.phase, id))
         .build();

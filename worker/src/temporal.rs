@@ -65,6 +65,12 @@ impl Settings {
     }
 }
 
+/// How long a workflow task waits on this worker's sticky queue before any worker may take it.
+pub const STICKY_SCHEDULE_TO_START: Duration = Duration::from_secs(1);
+
+/// How long a SIGTERM lets running activities finish before they are handed back.
+pub const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
+
 /// Runs the worker until SIGTERM/Ctrl-C, then shuts down gracefully.
 pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), String> {
     let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| e.to_string())?;
@@ -96,6 +102,12 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
         .register_workflow::<workflows::BreakerWorkflow>()
         .map_err(|e| e.to_string())?
         .register_activities(activities::CutoverActivities::new())
+        // A dead worker's cached runs go back to the shared queue after this long (the SDK's
+        // default, 10 s, was what a restarted worker waited before it could resume them).
+        .sticky_queue_schedule_to_start_timeout(STICKY_SCHEDULE_TO_START)
+        // SIGTERM: finish what is running; activities still running after this are cancelled
+        // and retried by another worker.
+        .graceful_shutdown_period(GRACEFUL_SHUTDOWN)
         .build();
     // The worker's deployment metrics, when CUTOVER_METRICS_ADDR names an address (host:port).
     if let Ok(addr) = std::env::var("CUTOVER_METRICS_ADDR")

@@ -5,6 +5,15 @@ use std::time::Duration;
 use temporalio_common::RetryPolicy;
 use temporalio_sdk::ActivityOptions;
 
+/// Every activity of a release heartbeats while it runs (every 400 ms, sent at most every
+/// 0.8 × this by the SDK): a worker that dies mid-call is noticed within this time and the call
+/// runs again on a live worker, whatever the call's start-to-close timeout.
+pub const HEARTBEAT: Duration = Duration::from_millis(1500);
+
+/// How long a worker may hold a workflow task (the SDK's default is 10 s). Our tasks take
+/// milliseconds; a worker killed while it holds one delays the run by this much.
+pub const WORKFLOW_TASK_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn retry(max_attempts: u32) -> RetryPolicy {
     RetryPolicy::builder()
         .initial_interval(Duration::from_millis(200))
@@ -19,6 +28,7 @@ fn retry(max_attempts: u32) -> RetryPolicy {
 /// errors for about a minute.
 pub fn platform_call() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(15))
+        .heartbeat_timeout(HEARTBEAT)
         .retry_policy(retry(10))
         .build()
 }
@@ -26,6 +36,7 @@ pub fn platform_call() -> ActivityOptions {
 /// Traffic moves must be fast to retry: a short timeout so a lost worker is noticed quickly.
 pub fn traffic_move() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(5))
+        .heartbeat_timeout(HEARTBEAT)
         .retry_policy(retry(20))
         .build()
 }
@@ -33,6 +44,7 @@ pub fn traffic_move() -> ActivityOptions {
 /// Starting instances can take a while (image pull, slow start).
 pub fn start_instances(timeout: Duration) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(timeout + Duration::from_secs(30))
+        .heartbeat_timeout(HEARTBEAT)
         .retry_policy(retry(5))
         .build()
 }
@@ -40,7 +52,7 @@ pub fn start_instances(timeout: Duration) -> ActivityOptions {
 /// Long waits heartbeat, so a dead worker is detected within the heartbeat timeout.
 pub fn long_wait(timeout: Duration) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(timeout + Duration::from_secs(10))
-        .heartbeat_timeout(Duration::from_secs(3))
+        .heartbeat_timeout(HEARTBEAT)
         .retry_policy(retry(3))
         .build()
 }
@@ -48,7 +60,7 @@ pub fn long_wait(timeout: Duration) -> ActivityOptions {
 /// Checks send real requests; a worker crash restarts them from scratch.
 pub fn checks() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
-        .heartbeat_timeout(Duration::from_secs(5))
+        .heartbeat_timeout(HEARTBEAT)
         .retry_policy(retry(3))
         .build()
 }
@@ -63,6 +75,7 @@ pub fn notify() -> ActivityOptions {
 /// Database calls that return quickly (plan, verify, the check).
 pub fn database_call() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+        .heartbeat_timeout(HEARTBEAT)
         .retry_policy(retry(5))
         .build()
 }
@@ -71,7 +84,7 @@ pub fn database_call() -> ActivityOptions {
 /// the migration lock; a lost worker is noticed within the heartbeat timeout.
 pub fn migration(statement_timeout: Duration) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(statement_timeout + Duration::from_secs(180))
-        .heartbeat_timeout(Duration::from_secs(5))
+        .heartbeat_timeout(HEARTBEAT)
         .retry_policy(retry(5))
         .build()
 }
@@ -79,7 +92,7 @@ pub fn migration(statement_timeout: Duration) -> ActivityOptions {
 /// The backup: dump and upload can take long; every part heartbeats its progress.
 pub fn backup() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(6 * 3600))
-        .heartbeat_timeout(Duration::from_secs(5))
+        .heartbeat_timeout(HEARTBEAT)
         .retry_policy(retry(5))
         .build()
 }
@@ -88,7 +101,7 @@ pub fn backup() -> ActivityOptions {
 /// and the analysis runs again on another attempt.
 pub fn analysis() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(20))
-        .heartbeat_timeout(Duration::from_secs(3))
+        .heartbeat_timeout(HEARTBEAT)
         .retry_policy(retry(5))
         .build()
 }

@@ -36,6 +36,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use proto::PlatformTarget;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use workflows::release::Colour;
 
 /// The field manager of every server-side apply cutover makes.
 pub const FIELD_MANAGER: &str = "cutover";
@@ -44,8 +45,9 @@ pub const FIELD_MANAGER: &str = "cutover";
 /// switch call, the worker process aborts on the spot (as `kill -9` would stop it there).
 pub const FAULT_ABORT_AFTER_SWITCHED: &str = "CUTOVER_FAULT_ABORT_AFTER_SWITCHED";
 
+/// The colour that is not `c` (the partner of a name that is no colour is blue).
 pub fn other_color(c: &str) -> &'static str {
-    if c == "blue" { "green" } else { "blue" }
+    Colour::parse(c).unwrap_or(Colour::Green).other().as_str()
 }
 
 // ---------------------------------------------------------------------------------------------

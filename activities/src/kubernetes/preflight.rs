@@ -12,6 +12,7 @@ use kube::api::{Api, PostParams};
 use proto::{DeployRequest, PreflightResult};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use workflows::release::Colour;
 
 /// A Secret (and key, when one is named) a rendered Deployment reads.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -256,7 +257,7 @@ impl KubePlatform {
             )));
         };
         let active = active.clone();
-        if active != "blue" && active != "green" {
+        if Colour::parse(&active).is_none() {
             return Err(Failure::Conflict(format!(
                 "active Services select version {active:?}: expected blue or green"
             )));

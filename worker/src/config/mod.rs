@@ -12,7 +12,8 @@ mod validation;
 
 pub use schema::{
     ApprovalCfg, BreakerCfg, CanaryCfg, Config, DatabaseCfg, Defaults, Environment,
-    FreezeWindowCfg, PerfCfg, Platform, ResourcesCfg, Service, ThresholdsCfg, TimingsCfg,
+    FreezeWindowCfg, KubernetesPlatformCfg, LocalPlatformCfg, PerfCfg, Platform, ResourcesCfg,
+    Service, ThresholdsCfg, TimingsCfg,
 };
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! dependency order, images, templates, migrations), the `ShiftRequest` of a canary, the
 //! `PlatformTarget`, the `MigrateRequest` and the breaker's `BreakerConfig`.
 
-use super::{Config, Environment};
+use super::{Config, Environment, KubernetesPlatformCfg, Platform};
 use crate::image;
 use proto::{
     ApprovalPolicy, DeployRequest, PerfCheck, PlatformTarget, Resources, ServicePlan, Thresholds,
@@ -55,29 +55,26 @@ impl Config {
     }
 
     pub fn platform_target(&self, env: &Environment) -> PlatformTarget {
-        let p = &env.platform;
-        let kube = p.kind == "kubernetes";
-        let host = if p.ingress_host.is_empty() && kube {
-            format!("jts.{}.example", p.namespace.trim_start_matches("jts-"))
-        } else {
-            p.ingress_host.clone()
-        };
-        PlatformTarget {
-            kind: p.kind.clone(),
-            admin_url: p.admin_url.clone(),
-            namespace: p.namespace.clone(),
-            kube_context: p.context.clone(),
-            preview_url: if kube {
-                p.preview_url.clone()
-            } else {
-                String::new()
+        let kind = env.platform.kind().as_str().to_owned();
+        match &env.platform {
+            Platform::Local(l) => PlatformTarget {
+                kind,
+                admin_url: l.admin_url.clone(),
+                ..Default::default()
             },
-            canary_routing: if kube {
-                p.canary_routing.clone()
-            } else {
-                String::new()
+            Platform::Kubernetes(k) => PlatformTarget {
+                kind,
+                namespace: k.namespace.clone(),
+                kube_context: k.context.clone(),
+                preview_url: k.preview_url.clone(),
+                canary_routing: k.canary_routing.clone(),
+                ingress_host: if k.ingress_host.is_empty() {
+                    format!("jts.{}.example", k.namespace.trim_start_matches("jts-"))
+                } else {
+                    k.ingress_host.clone()
+                },
+                ..Default::default()
             },
-            ingress_host: host,
         }
     }
 
@@ -164,10 +161,10 @@ impl Config {
         })
     }
 
-    /// The folder of an environment's Kubernetes templates (relative to the configuration file).
-    pub fn manifests_dir(&self, env: &Environment) -> PathBuf {
+    /// The folder of a Kubernetes environment's templates (relative to the configuration file).
+    pub fn manifests_dir(&self, k: &KubernetesPlatformCfg) -> PathBuf {
         let base = Path::new(&self.file).parent().unwrap_or(Path::new("."));
-        base.join(&env.platform.manifests)
+        base.join(&k.manifests)
     }
 
     /// Reads each service's template from the release's manifests folder (kubernetes only).
@@ -178,10 +175,10 @@ impl Config {
         plans: &mut [ServicePlan],
     ) -> Result<(), String> {
         let env = self.environment(env_name)?;
-        if env.platform.kind != "kubernetes" {
+        let Some(k) = env.platform.kubernetes() else {
             return Ok(());
-        }
-        let dir = self.manifests_dir(env);
+        };
+        let dir = self.manifests_dir(k);
         for plan in plans {
             let path = dir.join(format!("{}.yaml", plan.name));
             plan.manifest = std::fs::read_to_string(&path).map_err(|e| {

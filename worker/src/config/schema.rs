@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use workflows::release::PlatformKind;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -258,29 +259,61 @@ fn default_statement_timeout_ms() -> u64 {
     60_000
 }
 
+/// Where an environment's services run, by `kind`; each kind takes only its own keys (a
+/// Kubernetes key on a local platform is refused as unknown, naming the key).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Platform {
+    /// Real processes behind the local router (the embedded default, the demo).
+    Local(LocalPlatformCfg),
+    /// Deployments, Services and routes in a Kubernetes namespace.
+    Kubernetes(KubernetesPlatformCfg),
+}
+
+impl Platform {
+    pub fn kind(&self) -> PlatformKind {
+        match self {
+            Platform::Local(_) => PlatformKind::Local,
+            Platform::Kubernetes(_) => PlatformKind::Kubernetes,
+        }
+    }
+
+    /// The Kubernetes settings, when the environment runs there.
+    pub fn kubernetes(&self) -> Option<&KubernetesPlatformCfg> {
+        match self {
+            Platform::Kubernetes(k) => Some(k),
+            Platform::Local(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Platform {
-    pub kind: String,
-    /// local: the platform's admin API.
+pub struct LocalPlatformCfg {
+    /// The platform's admin API (checked by validation, naming the key).
     #[serde(default)]
     pub admin_url: String,
-    /// kubernetes: the namespace of the environment's services.
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesPlatformCfg {
+    /// The namespace of the environment's services (checked by validation, naming the key).
     #[serde(default)]
     pub namespace: String,
-    /// kubernetes: kubeconfig context (default: in-cluster, else the current context).
+    /// kubeconfig context (default: in-cluster, else the current context).
     #[serde(default)]
     pub context: String,
-    /// kubernetes: URL template of a service's preview colour, for the checks before the switch.
+    /// URL template of a service's preview colour, for the checks before the switch.
     #[serde(default = "default_preview_url")]
     pub preview_url: String,
-    /// kubernetes: how canary weights are applied: "gateway" (HTTPRoute) or "istio".
+    /// How canary weights are applied: "gateway" (HTTPRoute) or "istio".
     #[serde(default = "default_canary_routing")]
     pub canary_routing: String,
-    /// kubernetes: host of the JTS ingress (default jts.<environment>.example).
+    /// Host of the JTS ingress (default jts.<environment>.example).
     #[serde(default)]
     pub ingress_host: String,
-    /// kubernetes: folder of the per-service templates, relative to the configuration file.
+    /// Folder of the per-service templates, relative to the configuration file.
     #[serde(default = "default_manifests")]
     pub manifests: String,
 }

@@ -1,7 +1,7 @@
 //! The checks [`Config::parse`] runs after deserializing: each refusal names the file, the key
 //! and why.
 
-use super::{BreakerCfg, Config, ConfigError};
+use super::{BreakerCfg, Config, ConfigError, Platform};
 
 impl Config {
     fn invalid(&self, key: impl Into<String>, why: impl Into<String>) -> ConfigError {
@@ -84,9 +84,9 @@ impl Config {
                     "environment names are DNS labels: lowercase letters, digits and '-'",
                 ));
             }
-            match e.platform.kind.as_str() {
-                "local" => {
-                    let u = &e.platform.admin_url;
+            match &e.platform {
+                Platform::Local(l) => {
+                    let u = &l.admin_url;
                     if url::Url::parse(u).map(|u| u.scheme() == "http" || u.scheme() == "https")
                         != Ok(true)
                     {
@@ -96,8 +96,7 @@ impl Config {
                         ));
                     }
                 }
-                "kubernetes" => {
-                    let p = &e.platform;
+                Platform::Kubernetes(p) => {
                     if !is_dns_label(&p.namespace) {
                         return Err(self.invalid(
                             key("platform.namespace"),
@@ -123,12 +122,6 @@ impl Config {
                             format!("{:?} is not an http(s) URL template", p.preview_url),
                         ));
                     }
-                }
-                other => {
-                    return Err(self.invalid(
-                        key("platform.kind"),
-                        format!("{other:?}: expected \"local\" or \"kubernetes\""),
-                    ));
                 }
             }
             if let Some(d) = &e.database {
@@ -404,7 +397,37 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("environments.staging.platform.kind"), "{e}");
+        assert!(
+            e.starts_with("c.toml: ")
+                && e.contains("unknown variant `nomad`")
+                && e.contains("`local`")
+                && e.contains("`kubernetes`"),
+            "{e}"
+        );
+        // Each kind takes only its own keys.
+        let e = Config::parse(
+            &GOOD.replace(
+                "kind = \"local\",",
+                "kind = \"local\", namespace = \"jts-staging\",",
+            ),
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `namespace`"), "{e}");
+        let e = Config::parse(
+            &GOOD.replace(
+                "kind = \"local\", admin_url = \"http://127.0.0.1:9400\"",
+                "kind = \"kubernetes\"",
+            ),
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("environments.staging.platform.namespace") && e.contains("required"),
+            "{e}"
+        );
     }
 
     #[test]

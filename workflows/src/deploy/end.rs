@@ -5,10 +5,12 @@ use super::DeployWorkflow;
 use crate::activities::CutoverActivities as Act;
 use crate::failures::{self, innermost as why};
 use crate::options;
-use crate::release::journal::{enter, event, millis_between, notify, now, report_outcome};
+use crate::release::journal::{
+    enter, event, millis_between, notify, now, report_outcome, rolling_back,
+};
 use crate::release::stop::terminal;
-use crate::release::{Outcome, Phase, ScaleTarget, Stop, Undo, colour};
-use proto::DeployStatus;
+use crate::release::{Event, Outcome, Phase, ScaleTarget, Stop, Undo, colour};
+use proto::{DeployStatus, SwitchRequest};
 use temporalio_sdk::{WorkflowContext, WorkflowResult};
 
 impl DeployWorkflow {
@@ -27,6 +29,7 @@ impl DeployWorkflow {
             }
             Undo::StopTarget | Undo::WeightsBack => Self::stop_target(ctx, stop).await,
             Undo::RollBack => Self::roll_back(ctx, stop).await,
+            Undo::SwitchBack => Self::switch_back(ctx, stop).await,
         }
     }
 
@@ -66,9 +69,64 @@ impl DeployWorkflow {
             .execute_activity(Act::scale_color, r, options::platform_call())
             .await
         {
-            event(ctx, format!("could not stop {target}: {}", why(&e)));
+            event(
+                ctx,
+                Event::NotScaled {
+                    colour: &target,
+                    to: ScaleTarget::Stopped,
+                    why: &why(&e),
+                },
+            );
         }
         Self::set_services(ctx, "reverted", None);
+        let t = stop.outcome.failure_type();
+        Self::finish(ctx, stop.outcome, t, stop.reason).await
+    }
+
+    /// During the validation window the previous colour still runs at full size and served
+    /// until the switch: every service moves back to it in one switch, then the platform is
+    /// verified. A switch back that fails falls back to the Rollback workflow (capacity first).
+    async fn switch_back(ctx: &WorkflowContext<Self>, stop: Stop) -> WorkflowResult<DeployStatus> {
+        let (req, previous) = ctx.state(|s| (s.request.clone(), s.previous.clone()));
+        rolling_back(ctx, &previous, &stop.reason);
+        let switch = SwitchRequest {
+            platform: req.platform.clone(),
+            color: previous.clone(),
+            services: req.services.iter().map(|s| s.name.clone()).collect(),
+            atomic: true,
+            request_id: format!("{}/switch/rollback", req.deployment_id),
+            environment: req.environment.clone(),
+        };
+        let moved = ctx
+            .execute_activity(Act::switch_traffic, switch.clone(), options::traffic_move())
+            .await;
+        let revert_ms = millis_between(stop.at, now(ctx));
+        let verified = match moved {
+            Ok(_) => ctx
+                .execute_activity(Act::verify_active, switch, options::platform_call())
+                .await
+                .map_err(|e| why(&e)),
+            Err(e) => Err(why(&e)),
+        };
+        if let Err(e) = verified {
+            event(
+                ctx,
+                Event::SwitchBackFailed {
+                    to: &previous,
+                    why: &e,
+                },
+            );
+            return Self::roll_back(ctx, stop).await;
+        }
+        ctx.state_mut(|s| s.status.revert_ms = revert_ms);
+        event(
+            ctx,
+            Event::AllBack {
+                to: &previous,
+                revert_ms,
+            },
+        );
+        Self::set_services(ctx, "reverted", Some(&previous));
         let t = stop.outcome.failure_type();
         Self::finish(ctx, stop.outcome, t, stop.reason).await
     }
@@ -79,8 +137,7 @@ impl DeployWorkflow {
         // A rollback from the warm period: the success it had is over.
         ctx.state_mut(|s| s.status.outcome.clear());
         let (req, previous) = ctx.state(|s| (s.request.clone(), s.previous.clone()));
-        enter(ctx, Phase::RollingBack);
-        event(ctx, format!("rolling back to {previous}: {}", stop.reason));
+        rolling_back(ctx, &previous, &stop.reason);
         let template = Self::color_request(&req, &previous);
         match colour::roll_back(ctx, &template, &previous, &stop.reason).await {
             Ok(color) => {

@@ -42,6 +42,8 @@ pub struct DeployWorkflow {
     /// What the signals and updates every release answers wrote (abort, rollback, supersede,
     /// approval, breaker hold).
     control: Control,
+    /// The phases entered, with their time (the worker's phase metrics).
+    marks: Vec<proto::PhaseMark>,
 }
 
 crate::release::release_workflow!(DeployWorkflow, DeployStatus);

@@ -6,7 +6,7 @@ use crate::activities::CutoverActivities as Act;
 use crate::failures::innermost as why;
 use crate::options;
 use crate::release::journal::{enter, event, notify, now, superseded};
-use crate::release::{Outcome, Phase, Stop, Undo, approval, colour};
+use crate::release::{Event, Outcome, Phase, Stop, Undo, approval, colour};
 use crate::time::rfc3339;
 use futures::FutureExt;
 use proto::{ColorRequest, MetricsSnapshot, SwitchRequest, WindowCheckRequest};
@@ -39,7 +39,11 @@ impl DeployWorkflow {
         Self::set_services(ctx, "pending", Some(&previous));
         event(
             ctx,
-            format!("{previous} is live; releasing {} on {target}", req.revision),
+            Event::Releasing {
+                live: &previous,
+                revision: &req.revision,
+                target: &target,
+            },
         );
         Ok(target)
     }
@@ -127,7 +131,7 @@ impl DeployWorkflow {
         if let Some(r) = Self::stop_requested(ctx) {
             return Err(Stop::requested(&r, Undo::StopTarget, now(ctx)));
         }
-        event(ctx, "circuit breaker closed: switching");
+        event(ctx, Event::BreakerClosed);
         Ok(())
     }
 
@@ -181,7 +185,10 @@ impl DeployWorkflow {
         Self::set_services(ctx, "live", Some(target));
         event(
             ctx,
-            format!("switched {} to {target}", r.changed.join(", ")),
+            Event::Switched {
+                services: &r.changed.join(", "),
+                to: target,
+            },
         );
         Ok(WindowCheckRequest {
             baseline: Some(baseline),
@@ -207,7 +214,11 @@ impl DeployWorkflow {
         {
             event(
                 ctx,
-                format!("could not shrink {previous} to warm size: {}", why(&e)),
+                Event::NotScaled {
+                    colour: &previous,
+                    to: crate::release::ScaleTarget::Warm,
+                    why: &why(&e),
+                },
             );
         }
         let keep_warm = Duration::from_secs(req.timings.unwrap_or_default().keep_warm_secs);
@@ -248,10 +259,16 @@ impl DeployWorkflow {
             .execute_activity(Act::scale_color, retire, options::platform_call())
             .await
         {
-            event(ctx, format!("could not retire {previous}: {}", why(&e)));
+            event(
+                ctx,
+                Event::NotRetired {
+                    colour: previous,
+                    why: &why(&e),
+                },
+            );
             return;
         }
-        event(ctx, format!("retired {previous}"));
+        event(ctx, Event::Retired { colour: previous });
         if !migrations {
             return;
         }
@@ -261,7 +278,12 @@ impl DeployWorkflow {
                 .state_mut(|s| s.status.migrations = format!("{}; {summary}", s.status.migrations)),
             Ok(None) => {}
             Err(e) => {
-                event(ctx, format!("contract migrations failed (reverted): {e}"));
+                event(
+                    ctx,
+                    Event::ContractFailed {
+                        why: &e.to_string(),
+                    },
+                );
                 ctx.state_mut(|s| {
                     s.status.migrations =
                         format!("{}; contract failed (reverted): {e}", s.status.migrations)

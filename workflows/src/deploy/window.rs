@@ -78,6 +78,10 @@ pub fn judge(report: &CheckReport, n: u64, plan: Plan) -> WindowVerdict {
     WindowVerdict::Continue
 }
 
+/// Patch: a stop during the validation window moves traffic back first (the previous colour is
+/// still at full size), then verifies; before it, the Rollback workflow ran capacity first.
+pub const FAST_REVERT: &str = "fast-revert";
+
 impl DeployWorkflow {
     /// The window after the switch. A stop request or a bad window rolls back.
     pub(super) async fn validate(
@@ -86,8 +90,14 @@ impl DeployWorkflow {
     ) -> Result<(), Stop> {
         enter(ctx, Phase::Validating);
         let plan = Plan::of(&ctx.state(|s| s.request.timings.unwrap_or_default()));
+        // The previous colour is still at full size here: traffic can go straight back.
+        let undo = if ctx.patched(FAST_REVERT) {
+            Undo::SwitchBack
+        } else {
+            Undo::RollBack
+        };
         let back = |ctx: &WorkflowContext<Self>, reason: String| {
-            Stop::new(Outcome::RolledBack, Undo::RollBack, reason, now(ctx))
+            Stop::new(Outcome::RolledBack, undo, reason, now(ctx))
         };
         let mut n = 0u64;
         loop {
@@ -97,7 +107,7 @@ impl DeployWorkflow {
                 _ = ctx.wait_condition(|s| s.control.request.is_some()).fuse() => true,
             };
             if let Some(r) = Self::stop_requested(ctx).filter(|_| interrupted) {
-                return Err(Stop::requested(&r, Undo::RollBack, now(ctx)));
+                return Err(Stop::requested(&r, undo, now(ctx)));
             }
             let report = match ctx
                 .execute_activity(Act::check_window, window.clone(), options::platform_call())

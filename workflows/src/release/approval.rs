@@ -2,7 +2,7 @@
 //! validators (a refused decision leaves no history), and the gate that waits for a decision.
 
 use super::journal::{event, notify};
-use super::{Ident, Phase, Release, Stop, Undo};
+use super::{Event, Ident, Phase, Release, Stop, Undo};
 use futures::FutureExt;
 use proto::{ApprovalDecision, ApprovalPolicy, ApprovalRecord};
 use std::time::Duration;
@@ -114,7 +114,7 @@ pub async fn gate<W: Release>(
             at,
         ));
     }
-    event(ctx, format!("approved by {}", d.approver));
+    event(ctx, Event::Approved { by: &d.approver });
     Ok(d)
 }
 

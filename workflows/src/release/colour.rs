@@ -3,7 +3,7 @@
 //! phases around it (expand before the new colour takes traffic, contract after the old retires).
 
 use super::journal::{event, now};
-use super::{Release, ScaleTarget, Stop, Undo, Verdict};
+use super::{Event, Release, ScaleTarget, Stop, Undo, Verdict};
 use crate::activities::CutoverActivities as Act;
 use crate::failures::innermost;
 use crate::migrate::MigrateWorkflow;
@@ -124,7 +124,10 @@ pub async fn roll_back<W: Release>(
         requested_by: "cutover (automatic)".to_owned(),
         ready_timeout_secs: template.timeout_secs,
     };
-    let opts = ChildWorkflowOptions::workflow_id(names::rollback_workflow_id(&id.environment));
+    let opts = ChildWorkflowOptions::builder()
+        .workflow_id(names::rollback_workflow_id(&id.environment))
+        .task_timeout(options::WORKFLOW_TASK_TIMEOUT)
+        .build();
     match ctx
         .start_child_workflow(RollbackWorkflow::run, rb, opts)
         .await
@@ -155,7 +158,10 @@ pub async fn migrate_phase<W: Release>(
     m.phase = phase_name.to_owned();
     m.deployment_id = id.deployment_id;
     m.requested_by = id.requested_by;
-    let opts = ChildWorkflowOptions::workflow_id(names::migrate_workflow_id(&id.environment));
+    let opts = ChildWorkflowOptions::builder()
+        .workflow_id(names::migrate_workflow_id(&id.environment))
+        .task_timeout(options::WORKFLOW_TASK_TIMEOUT)
+        .build();
     let result = match ctx
         .start_child_workflow(MigrateWorkflow::run, m, opts)
         .await
@@ -168,7 +174,7 @@ pub async fn migrate_phase<W: Release>(
         "{phase_name} {}: applied {:?}, version {}",
         s.outcome, s.applied, s.current_version
     );
-    event(ctx, format!("migrations {summary}"));
+    event(ctx, Event::Migrations { summary: &summary });
     Ok(Some(summary))
 }
 

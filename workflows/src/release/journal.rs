@@ -1,13 +1,13 @@
 //! The release's journal: events with workflow time, phase changes, notifications, and the
 //! outcome told to the environment's circuit breaker.
 
-use super::{Outcome, Phase, Release};
+use super::{Event, Outcome, Phase, Release};
 use crate::activities::CutoverActivities as Act;
 use crate::breaker::BreakerWorkflow;
 use crate::names;
 use crate::options;
 use crate::time::rfc3339;
-use proto::Notification;
+use proto::{Notification, PhaseMark};
 use std::time::{SystemTime, UNIX_EPOCH};
 use temporalio_sdk::{SignalWorkflowOptions, WorkflowContext};
 
@@ -20,18 +20,34 @@ pub fn millis_between(a: SystemTime, b: SystemTime) -> f64 {
     b.duration_since(a).unwrap_or_default().as_secs_f64() * 1000.0
 }
 
-/// Appends `<time> <text>` to the release's events.
-pub fn event<W: Release>(ctx: &WorkflowContext<W>, text: impl Into<String>) {
-    let line = format!("{} {}", rfc3339(now(ctx)), text.into());
+/// Appends `<time> <event>` to the release's events.
+pub fn event<W: Release>(ctx: &WorkflowContext<W>, e: Event<'_>) {
+    let line = format!("{} {e}", rfc3339(now(ctx)));
     ctx.state_mut(|s| s.events_mut().push(line));
 }
 
-/// Enters a phase: the status, the Temporal UI's current details, and the event the worker's
-/// phase metrics read.
+/// Enters a phase: the status, the Temporal UI's current details, the event, and the typed
+/// mark the worker's phase metrics read.
 pub fn enter<W: Release>(ctx: &WorkflowContext<W>, phase: Phase) {
-    ctx.state_mut(|s| s.set_phase(phase));
+    let at = now(ctx);
+    ctx.state_mut(|s| {
+        s.set_phase(phase);
+        s.marks_mut().push(PhaseMark {
+            phase: phase.as_str().to_owned(),
+            at_unix_ms: at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64,
+        });
+    });
     ctx.set_current_details(format!("phase: {phase}"));
-    event(ctx, format!("phase {phase}"));
+    event(ctx, Event::Phase(phase));
+}
+
+/// Enters `rolling_back`, saying to which colour and why.
+pub fn rolling_back<W: Release>(ctx: &WorkflowContext<W>, to: &str, reason: &str) {
+    enter(ctx, Phase::RollingBack);
+    event(ctx, Event::RollingBack { to, reason });
 }
 
 /// Sends a notification from any workflow (Migrate, Rollback); whether it was delivered. A
@@ -63,8 +79,8 @@ pub async fn notify<W: Release>(ctx: &WorkflowContext<W>, kind: &str, text: Stri
         environment: id.environment,
         deployment_id: id.deployment_id,
         text,
-        // The events so far: the worker's phase metrics.
-        events: ctx.state(|s| s.events()),
+        // The phases so far: the worker's phase metrics.
+        phases: ctx.state(|s| s.marks()),
         outcome_signalled: ctx.state(|s| s.control().v2),
     };
     if ctx
@@ -72,7 +88,7 @@ pub async fn notify<W: Release>(ctx: &WorkflowContext<W>, kind: &str, text: Stri
         .await
         .is_err()
     {
-        event(ctx, format!("notification {kind} could not be delivered"));
+        event(ctx, Event::NotificationUndelivered { kind });
     }
 }
 
@@ -88,7 +104,7 @@ pub async fn report_outcome<W: Release>(ctx: &WorkflowContext<W>, outcome: Outco
         environment: id.environment.clone(),
         deployment_id: id.deployment_id,
         text: reason.to_owned(),
-        events: Vec::new(),
+        phases: Vec::new(),
         outcome_signalled: true,
     };
     if ctx
@@ -101,7 +117,7 @@ pub async fn report_outcome<W: Release>(ctx: &WorkflowContext<W>, outcome: Outco
         .await
         .is_err()
     {
-        event(ctx, "no circuit breaker to tell the outcome");
+        event(ctx, Event::NoBreaker);
     }
 }
 
@@ -111,10 +127,10 @@ pub fn superseding<W: Release>(ctx: &WorkflowContext<W>) {
     if let Some(by) = ctx.state(|s| s.control().superseded_by.clone()) {
         event(
             ctx,
-            format!(
-                "superseded by {} (requested by {}): ending the keep-warm period early",
-                by.reason, by.by
-            ),
+            Event::Superseding {
+                by: &by.by,
+                reason: &by.reason,
+            },
         );
     }
 }
@@ -125,16 +141,12 @@ pub fn superseded<W: Release>(ctx: &WorkflowContext<W>, migrations: &str) {
     let Some(by) = ctx.state(|s| s.control().superseded_by.clone()) else {
         return;
     };
-    let m = if migrations.is_empty() {
-        "no contract migrations to run"
-    } else {
-        migrations
-    };
     event(
         ctx,
-        format!(
-            "superseded by {} (requested by {}): keep-warm period ended early, old colour retired; migrations: {m}",
-            by.reason, by.by
-        ),
+        Event::Superseded {
+            by: &by.by,
+            reason: &by.reason,
+            migrations,
+        },
     );
 }

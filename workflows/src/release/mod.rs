@@ -2,7 +2,8 @@
 //! [`crate::shift`]). A strategy's `run` is its runbook: a short list of phases, each a method
 //! returning `Result<_, Stop>`; what a [`Stop`] undoes is decided in one place per strategy.
 //!
-//! - [`types`]: phases, outcomes, verdicts, scale targets as enums (same JSON as before).
+//! - [`types`]: phases, outcomes, verdicts, scale targets, colours, platform kinds as enums (same JSON as before).
+//! - [`event`]: what a release records, typed (shown as the same status lines as before).
 //! - [`journal`]: events, phase changes, notifications (a failed one is recorded, never fatal),
 //!   and the outcome sent to the environment's circuit breaker as its own signal.
 //! - [`approval`]: the approval policy as one pure function, and the gate that waits for it.
@@ -17,13 +18,15 @@ pub mod approval;
 pub mod colour;
 pub mod contract;
 pub mod control;
+pub mod event;
 pub mod journal;
 pub mod stop;
 pub mod types;
 
 pub use control::{Control, Request};
+pub use event::Event;
 pub use stop::{Stop, Undo};
-pub use types::{Outcome, Phase, ScaleTarget, Verdict};
+pub use types::{Colour, Outcome, Phase, PlatformKind, ScaleTarget, Verdict};
 
 use proto::MigrateRequest;
 
@@ -45,8 +48,10 @@ pub trait Release: Sized + 'static {
     fn ident(&self) -> Ident;
     fn control(&self) -> &Control;
     fn events_mut(&mut self) -> &mut Vec<String>;
-    /// The events so far (notifications carry them: the worker's phase metrics).
-    fn events(&self) -> Vec<String>;
+    /// The phases entered so far, with their workflow time.
+    fn marks_mut(&mut self) -> &mut Vec<proto::PhaseMark>;
+    /// The phases so far (notifications carry them: the worker's phase metrics).
+    fn marks(&self) -> Vec<proto::PhaseMark>;
     fn set_phase(&mut self, phase: Phase);
     /// The checks' rows of the status (one live row per check, service and colour).
     fn checks_mut(&mut self) -> &mut Vec<proto::CheckResult>;
@@ -56,7 +61,7 @@ pub trait Release: Sized + 'static {
 
 /// Implements [`Release`] and the approval handlers' logic for a release workflow. Both
 /// strategies keep the same shape: `request` (identity, approval policy, migrations),
-/// `status` (events, phase, checks, approvals) and `control`.
+/// `status` (events, phase, checks, approvals), `marks` (phases entered) and `control`.
 macro_rules! release_workflow {
     ($wf:ty, $status:ty) => {
         impl $crate::release::Release for $wf {
@@ -75,8 +80,11 @@ macro_rules! release_workflow {
             fn events_mut(&mut self) -> &mut Vec<String> {
                 &mut self.status.events
             }
-            fn events(&self) -> Vec<String> {
-                self.status.events.clone()
+            fn marks_mut(&mut self) -> &mut Vec<proto::PhaseMark> {
+                &mut self.marks
+            }
+            fn marks(&self) -> Vec<proto::PhaseMark> {
+                self.marks.clone()
             }
             fn set_phase(&mut self, phase: $crate::release::Phase) {
                 self.status.phase = phase.as_str().to_owned();

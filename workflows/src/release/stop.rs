@@ -16,6 +16,10 @@ pub enum Undo {
     WeightsBack,
     /// Traffic was switched: the Rollback workflow brings the previous colour back.
     RollBack,
+    /// Traffic was switched and the previous colour still runs at full size (blue-green's
+    /// validation window, patch `fast-revert`): traffic moves back first, in one switch, then
+    /// it is verified; the Rollback workflow only if that switch fails.
+    SwitchBack,
 }
 
 #[derive(Clone, Debug)]
@@ -48,7 +52,7 @@ impl Stop {
         let rolls_back = match undo {
             Undo::Nothing | Undo::StopTarget => false,
             Undo::WeightsBack => matches!(r, Request::Rollback(_)),
-            Undo::RollBack => true,
+            Undo::RollBack | Undo::SwitchBack => true,
         };
         if rolls_back {
             let reason = format!("rollback requested by {}: {}", a.by, a.reason);

@@ -104,6 +104,31 @@ words! {
     ScaleTarget { Full => "full", Warm => "warm", Stopped => "stopped" }
 }
 
+words! {
+    /// The two colours a service's versions alternate between.
+    Colour { Blue => "blue", Green => "green" }
+}
+
+impl Colour {
+    /// The colour that is not this one.
+    pub const fn other(self) -> Colour {
+        match self {
+            Colour::Blue => Colour::Green,
+            Colour::Green => Colour::Blue,
+        }
+    }
+}
+
+words! {
+    /// Where an environment's services run.
+    PlatformKind {
+        /// Real processes behind the local router (the embedded default, the demo).
+        Local => "local",
+        /// Deployments, Services and routes through the Kubernetes API.
+        Kubernetes => "kubernetes",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +149,16 @@ mod tests {
         assert_eq!(Outcome::RolledBack.as_str(), "rolled_back");
         assert_eq!(ScaleTarget::parse("warm"), Some(ScaleTarget::Warm));
         assert_eq!(ScaleTarget::parse("purple"), None);
+        for c in Colour::ALL {
+            assert_eq!(Colour::parse(c.as_str()), Some(*c));
+            assert_eq!(c.other().other(), *c);
+            assert_ne!(c.other(), *c);
+        }
+        assert_eq!(
+            PlatformKind::parse("kubernetes"),
+            Some(PlatformKind::Kubernetes)
+        );
+        assert_eq!(PlatformKind::parse("docker"), None);
     }
 
     #[test]

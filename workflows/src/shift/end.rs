@@ -4,9 +4,11 @@ use super::ShiftWorkflow;
 use crate::activities::CutoverActivities as Act;
 use crate::failures::{self, innermost as why};
 use crate::options;
-use crate::release::journal::{enter, event, millis_between, notify, now, report_outcome};
+use crate::release::journal::{
+    enter, event, millis_between, notify, now, report_outcome, rolling_back,
+};
 use crate::release::stop::terminal;
-use crate::release::{Outcome, Phase, ScaleTarget, Stop, Undo, colour};
+use crate::release::{Event, Outcome, Phase, ScaleTarget, Stop, Undo, colour};
 use proto::ShiftStatus;
 use std::time::Duration;
 use temporalio_sdk::{WorkflowContext, WorkflowResult};
@@ -32,7 +34,9 @@ impl ShiftWorkflow {
             Undo::Nothing => {}
             Undo::StopTarget => Self::scale(ctx, &canary, ScaleTarget::Stopped).await,
             Undo::WeightsBack => return Self::weights_back(ctx, &stable, &canary, stop).await,
-            Undo::RollBack => return Self::roll_back_promoted(ctx, &stable, stop).await,
+            Undo::RollBack | Undo::SwitchBack => {
+                return Self::roll_back_promoted(ctx, &stable, stop).await;
+            }
         }
         let kind = stop.outcome.as_str();
         Self::finish_stop(ctx, stop, kind).await
@@ -84,7 +88,10 @@ impl ShiftWorkflow {
         });
         event(
             ctx,
-            format!("all services back on {color} ({revert:.0} ms after the stop was seen)"),
+            Event::AllBack {
+                to: color,
+                revert_ms: revert,
+            },
         );
     }
 
@@ -96,8 +103,7 @@ impl ShiftWorkflow {
         canary: &str,
         stop: Stop,
     ) -> WorkflowResult<ShiftStatus> {
-        enter(ctx, Phase::RollingBack);
-        event(ctx, format!("rolling back to {stable}: {}", stop.reason));
+        rolling_back(ctx, stable, &stop.reason);
         let req = ctx.state(|s| s.request.clone());
         let capacity = Self::colour(ctx, stable, ScaleTarget::Full);
         let ready_timeout = Duration::from_secs(capacity.timeout_secs);
@@ -144,8 +150,7 @@ impl ShiftWorkflow {
         stop: Stop,
     ) -> WorkflowResult<ShiftStatus> {
         ctx.state_mut(|s| s.status.outcome.clear());
-        enter(ctx, Phase::RollingBack);
-        event(ctx, format!("rolling back to {stable}: {}", stop.reason));
+        rolling_back(ctx, stable, &stop.reason);
         let template = Self::colour(ctx, stable, ScaleTarget::Full);
         match colour::roll_back(ctx, &template, stable, &stop.reason).await {
             Ok(color) => {

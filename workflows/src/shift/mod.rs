@@ -28,7 +28,7 @@ use crate::names;
 use crate::options;
 use crate::release::journal::{enter, event, notify, now, report_outcome};
 use crate::release::{
-    self, Control, Outcome, Phase, RELEASE_V2, Release, ScaleTarget, Stop, Undo, colour,
+    self, Control, Event, Outcome, Phase, RELEASE_V2, Release, ScaleTarget, Stop, Undo, colour,
 };
 use crate::time::rfc3339;
 use futures::FutureExt;
@@ -51,6 +51,8 @@ pub struct ShiftWorkflow {
     /// What the signals and updates every release answers wrote (abort, rollback, approval,
     /// breaker hold).
     control: Control,
+    /// The phases entered, with their time (the worker's phase metrics).
+    marks: Vec<proto::PhaseMark>,
 }
 
 crate::release::release_workflow!(ShiftWorkflow, ShiftStatus);
@@ -79,19 +81,24 @@ impl ShiftWorkflow {
     /// Scales a colour; a failure is recorded, never fatal (the release is decided already).
     async fn scale(ctx: &WorkflowContext<Self>, color: &str, target: ScaleTarget) {
         let r = Self::colour(ctx, color, target);
-        let (done, what) = match target {
-            ScaleTarget::Full => ("scaled {c} to full size", "scale {c} to full size"),
-            ScaleTarget::Warm => ("shrank {c} to warm size", "shrink {c} to warm size"),
-            ScaleTarget::Stopped => ("stopped {c}", "stop {c}"),
-        };
         match ctx
             .execute_activity(Act::scale_color, r, options::platform_call())
             .await
         {
-            Ok(()) => event(ctx, done.replace("{c}", color)),
+            Ok(()) => event(
+                ctx,
+                Event::Scaled {
+                    colour: color,
+                    to: target,
+                },
+            ),
             Err(e) => event(
                 ctx,
-                format!("could not {}: {}", what.replace("{c}", color), why(&e)),
+                Event::NotScaled {
+                    colour: color,
+                    to: target,
+                    why: &why(&e),
+                },
             ),
         }
     }
@@ -203,7 +210,13 @@ impl ShiftWorkflow {
         enter(ctx, Phase::Promoting);
         if let Some(p) = ctx.state(|s| s.promote.clone()) {
             ctx.state_mut(|s| s.status.promoted_by = p.by.clone());
-            event(ctx, format!("promoted by {}: {}", p.by, p.reason));
+            event(
+                ctx,
+                Event::Promoted {
+                    by: &p.by,
+                    reason: &p.reason,
+                },
+            );
         }
         let req = ctx.state(|s| s.request.clone());
         let switch = SwitchRequest {
@@ -297,7 +310,12 @@ impl ShiftWorkflow {
         });
         if let Err(e) = result {
             let id = ctx.state(|s| s.ident());
-            event(ctx, format!("contract migrations failed (reverted): {e}"));
+            event(
+                ctx,
+                Event::ContractFailed {
+                    why: &e.to_string(),
+                },
+            );
             let text = format!(
                 "{}: contract migrations failed and were reverted: {e}",
                 id.deployment_id

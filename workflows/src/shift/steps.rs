@@ -6,7 +6,7 @@ use crate::activities::CutoverActivities as Act;
 use crate::failures::innermost as why;
 use crate::options;
 use crate::release::journal::{enter, event, notify, now};
-use crate::release::{Outcome, Phase, Stop, Undo, Verdict, approval};
+use crate::release::{Event, Outcome, Phase, Stop, Undo, Verdict, approval};
 use crate::time::rfc3339;
 use futures::FutureExt;
 use proto::{
@@ -237,11 +237,22 @@ impl ShiftWorkflow {
                 s.status.held_ms = 0;
                 s.status.step_started_at = rfc3339(step_started);
             });
-            event(ctx, format!("step {}: {pct}% on {canary}", i + 1));
+            event(
+                ctx,
+                Event::Step {
+                    n: i + 1,
+                    percent: pct,
+                    canary,
+                },
+            );
             match Self::hold(ctx, stable, canary, pct, &mut base).await? {
                 Some(held) => event(
                     ctx,
-                    format!("step {}: {pct}% held {} s, promoted", i + 1, held.as_secs()),
+                    Event::StepPassed {
+                        n: i + 1,
+                        percent: pct,
+                        held_secs: held.as_secs(),
+                    },
                 ),
                 None => break,
             }
@@ -271,7 +282,7 @@ impl ShiftWorkflow {
         if !ctx.state(|s| s.control.held()) {
             return Ok(());
         }
-        event(ctx, format!("held before {pct}% by the circuit breaker"));
+        event(ctx, Event::HeldByBreaker { percent: pct });
         let _ = ctx
             .wait_condition(|s| s.control.breaker.is_none() || s.control.request.is_some())
             .await;
@@ -368,7 +379,13 @@ impl ShiftWorkflow {
                 Self::record(ctx, pct, r, &format!("held: {detail}"));
                 if !clock.alerted {
                     clock.alerted = true;
-                    event(ctx, format!("holding at {pct}%: {detail}"));
+                    event(
+                        ctx,
+                        Event::Holding {
+                            percent: pct,
+                            detail: &detail,
+                        },
+                    );
                     let id = ctx.state(|s| s.request.deployment_id.clone());
                     notify(ctx, "held", format!("{id} holds at {pct}%: {detail}")).await;
                 }

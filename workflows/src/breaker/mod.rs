@@ -18,12 +18,12 @@
 use crate::activities::CutoverActivities as Act;
 use crate::names;
 use crate::options;
-use crate::release::contract;
+use crate::release::{Outcome, contract};
 use crate::time::rfc3339;
 use futures::FutureExt;
 use proto::{
     BreakerAction, BreakerGrant, BreakerHold, BreakerProbe, BreakerRequest, BreakerStatus,
-    Notification,
+    Notification, ProbeUnread,
 };
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use temporalio_macros::{workflow, workflow_methods};
@@ -54,7 +54,10 @@ fn unix_ms(t: SystemTime) -> u64 {
 }
 
 fn is_failure(outcome: &str) -> bool {
-    outcome == "failed" || outcome == "rolled_back"
+    matches!(
+        Outcome::parse(outcome),
+        Some(Outcome::Failed | Outcome::RolledBack)
+    )
 }
 
 /// Whether the request's status has something for the probe to read.
@@ -73,19 +76,23 @@ impl BreakerWorkflow {
         }
     }
 
-    /// Takes a probe's reading. A source that could not be read (its error names it) keeps its
-    /// last verdict; changes are audited.
-    fn take_probe(&mut self, mut probe: BreakerProbe, t: SystemTime) {
+    /// Takes a probe's reading. A source that could not be read keeps its last verdict;
+    /// changes are audited.
+    fn take_probe(&mut self, mut probe: BreakerProbe, t: SystemTime, typed: bool) {
         let before = self.status.probe.clone().unwrap_or_default();
-        let failed = |src: &str| probe.errors.iter().any(|e| e.starts_with(src));
-        if failed("alerts:") {
+        let unread = if typed {
+            probe.unread.unwrap_or_default()
+        } else {
+            legacy_unread(&probe.errors)
+        };
+        if unread.alerts {
             probe.firing = before.firing.clone();
         }
-        if failed("burn rate:") {
+        if unread.burn_rate {
             probe.burn_rate = before.burn_rate;
             probe.burn_rate_known = before.burn_rate_known;
         }
-        if failed("freeze windows:") {
+        if unread.freeze_windows {
             probe.window = before.window.clone();
         }
         if before.firing != probe.firing {
@@ -205,6 +212,21 @@ impl BreakerWorkflow {
     }
 }
 
+/// Patch: the sources a probe could not read come as `BreakerProbe.unread`, not from the
+/// errors' wording.
+pub const PROBE_TYPED: &str = "breaker-probe-typed";
+
+/// The sources a probe recorded before [`PROBE_TYPED`] could not read, from its errors'
+/// wording (kept only so that those histories replay).
+fn legacy_unread(errors: &[String]) -> ProbeUnread {
+    let failed = |src: &str| errors.iter().any(|e| e.starts_with(src));
+    ProbeUnread {
+        alerts: failed("alerts:"),
+        burn_rate: failed("burn rate:"),
+        freeze_windows: failed("freeze windows:"),
+    }
+}
+
 fn now<W>(ctx: &WorkflowContext<W>) -> SystemTime {
     ctx.workflow_time().unwrap_or(UNIX_EPOCH)
 }
@@ -234,11 +256,18 @@ impl BreakerWorkflow {
             Err(e) => {
                 let mut p = ctx.state(|s| s.status.probe.clone()).unwrap_or_default();
                 p.errors = vec![format!("probe failed: {}", crate::failures::innermost(&e))];
+                p.unread = Some(ProbeUnread {
+                    alerts: true,
+                    burn_rate: true,
+                    freeze_windows: true,
+                });
                 p
             }
         };
         let t = now(ctx);
-        ctx.state_mut(|s| s.take_probe(probe, t));
+        // Runs before this patch read which sources failed from the errors' wording.
+        let typed = ctx.patched(PROBE_TYPED);
+        ctx.state_mut(|s| s.take_probe(probe, t, typed));
     }
 
     /// The verdict changed: the audit event, the environment's running deployment told (hold
@@ -537,3 +566,6 @@ impl BreakerWorkflow {
         self.status.clone()
     }
 }
+
+#[cfg(test)]
+mod tests;
