@@ -10,15 +10,19 @@
 //! - failed check → all traffic back over 20 reverts in the validation window (p50, p99);
 //! - how long a run takes to resume after `kill -9` of its worker, per phase where the kill
 //!   lands, restarted at once and with a second worker already running;
-//! - worker RSS idle, and with 10 deployments running at once in 10 environments.
+//! - 100 deployments at once in 100 environments (`--envs N`), each rolled back by its
+//!   validation window: worker RSS and CPU time, failed check → rollback decision (p50, p99),
+//!   history events per deployment.
 //!
 //! Timings vary with the machine; they are printed, never asserted.
 
 #[path = "bench/resume.rs"]
 mod resume;
+#[path = "bench/scale.rs"]
+mod scale;
 
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use testkit::{
     ConfigOpts, Load, Platform, Temporal, Worker, config_text, rss_bytes, run_cli, scratch_dir,
     wait_until,
@@ -39,8 +43,30 @@ fn main() {
     let demo = std::env::args().any(|a| a == "--demo");
     if std::env::args().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: cutover-bench [--demo]\n  prints deployment figures; --demo runs the demo instead"
+            "usage: cutover-bench [--demo] [--envs N] [--only resume|scale]\n  prints deployment figures; --demo runs the demo instead;\n  --envs N: deployments at once in the scale section (default 100);\n  --only SECTION: run that section alone"
         );
+        return;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let envs: usize = args
+        .iter()
+        .position(|a| a == "--envs")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().expect("--envs takes a number"))
+        .unwrap_or(100);
+    // `--only resume` or `--only scale`: that section alone.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    if let Some(section) = only {
+        let dir = scratch_dir(&format!("bench-{section}"));
+        match section.as_str() {
+            "resume" => resume::resume(&dir, 5),
+            "scale" => scale::scale(&dir, envs),
+            other => panic!("--only {other}: expected resume or scale"),
+        }
         return;
     }
     let dir = scratch_dir(if demo { "demo" } else { "bench" });
@@ -163,72 +189,12 @@ fn main() {
     canary_breach(&dir, &addr, &config, &platform);
     resume::resume(&dir, 3);
 
-    // Ten deployments at once, one per environment, each with its own platform.
-    drop(worker);
-    let platforms: Vec<Platform> = (0..10).map(|_| Platform::start("", 1)).collect();
-    let envs: Vec<(String, String)> = platforms
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (format!("env{i}"), p.admin.clone()))
-        .collect();
-    let env_refs: Vec<(&str, &str)> = envs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let opts10 = ConfigOpts {
-        replicas: 1,
-        validation_window_secs: 10,
-        min_requests: 5,
-        ..Default::default()
-    };
-    let config10 = dir.join("cutover10.toml");
-    std::fs::write(&config10, config_text(&env_refs, &opts10)).unwrap();
-    let worker = Worker::start(&addr, &[]);
-    std::thread::sleep(Duration::from_secs(2));
-    let idle_rss2 = rss_bytes(worker.pid());
-    let loads: Vec<Load> = platforms
-        .iter()
-        .map(|p| Load::start(&p.services, 5))
-        .collect();
-    let begun = Instant::now();
-    for (env, _) in &envs {
-        let r = run_cli(
-            &addr,
-            &config10,
-            &["deploy", env, "--revision", "v2", "--as", "bench"],
-        );
-        assert_eq!(r.code, 0, "{r:?}");
-    }
-    let mut peak = 0;
-    let mut most_running = 0;
-    loop {
-        let phases: Vec<String> = envs
-            .iter()
-            .map(|(e, _)| {
-                status(&addr, &config10, e)
-                    .and_then(|s| s["outcome"].as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            })
-            .collect();
-        let running = phases.iter().filter(|o| o.is_empty()).count();
-        let rss = rss_bytes(worker.pid());
-        peak = peak.max(rss);
-        most_running = most_running.max(running);
-        if running == 0 || begun.elapsed() > Duration::from_secs(180) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let failed: u64 = loads.into_iter().map(|l| l.stop().failed).sum();
     println!("\n== worker memory ==");
-    println!(
-        "worker RSS idle: {:.1} MB (after a second start: {:.1} MB)",
-        mb(idle_rss),
-        mb(idle_rss2)
-    );
-    println!(
-        "worker RSS peak with 10 deployments in 10 environments: {:.1} MB (up to {most_running} running at once; all 10 finished in {:.1} s; {failed} failed requests)",
-        mb(peak),
-        begun.elapsed().as_secs_f64()
-    );
+    println!("worker RSS idle: {:.1} MB", mb(idle_rss));
+    drop(worker);
+    // The scale section runs its own server.
     drop(temporal);
+    scale::scale(&dir, envs);
 }
 
 fn unix_ms(rfc3339: &str) -> f64 {

@@ -1,6 +1,8 @@
 //! Crash and revert figures: how long a run takes to resume after its worker dies, per phase
-//! where the kill lands, with the worker restarted at once and with a second worker already
-//! running; and failed check → all traffic back over many reverts.
+//! where the kill lands (starting, checking, validating, a canary's hold: `shifting`), with the
+//! worker restarted at once and with a second worker already running; and failed check → all
+//! traffic back over many reverts. Kills during migrations are shown by `migrations.rs` (a real
+//! PostgreSQL and S3 server), not here.
 
 use super::status;
 use std::path::Path;
@@ -38,11 +40,11 @@ fn one_kill(
     phase: &str,
 ) -> (f64, f64) {
     let addr = temporal.address();
-    let r = run_cli(
-        &addr,
-        config,
-        &["deploy", "staging", "--revision", revision, "--as", "bench"],
-    );
+    let mut args = vec!["deploy", "staging", "--revision", revision, "--as", "bench"];
+    if phase == "shifting" {
+        args.extend(["--strategy", "canary"]);
+    }
+    let r = run_cli(&addr, config, &args);
     assert_eq!(r.code, 0, "{r:?}");
     wait_until(phase, Duration::from_secs(60), || {
         status(&addr, config, "staging").is_some_and(|s| s["phase"] == phase)
@@ -90,17 +92,26 @@ pub fn resume(dir: &Path, runs: usize) {
         replicas: 2,
         validation_window_secs: 4,
         keep_warm_secs: 1,
+        min_requests: 3,
         ..Default::default()
     };
     let config = dir.join("cutover-resume.toml");
-    std::fs::write(&config, config_text(&[("staging", &platform.admin)], &opts)).unwrap();
+    // Canary holds of 3 s per step, analysed from the local router's counters every second.
+    let canary = "canary = { steps = [10, 50, 100], step_hold_secs = 3, analysis_interval_ms = 1000, share_tolerance_pct = 10, inconclusive_hold_secs = 30, provider = \"local\", window_secs = 3 }\n";
+    let text = config_text(&[("staging", &platform.admin)], &opts) + canary;
+    std::fs::write(&config, text).unwrap();
     let addr = temporal.address();
     let mut worker = Worker::start(&addr, &[]);
     let load = Load::start(&platform.services, 20);
     println!(
         "\n== resume after kill -9 of the worker, from the restart (or, with a second worker running, from the kill) to the first task a worker started and to the next workflow task completed, from the history =="
     );
-    for (phase, revision) in [("starting", "v5"), ("checking", "v6"), ("validating", "v7")] {
+    for (phase, revision) in [
+        ("starting", "v5"),
+        ("checking", "v6"),
+        ("validating", "v7"),
+        ("shifting", "v8"),
+    ] {
         let alone: Vec<(f64, f64)> = (0..runs)
             .map(|_| one_kill(&temporal, &config, &mut worker, None, revision, phase))
             .collect();
