@@ -74,36 +74,27 @@ fn kill_and_restart_in(env: &mut Env, phase: &str, pause: Duration) {
     );
 }
 
-#[test]
-fn worker_killed_while_the_new_colour_starts_resumes_after_restart() {
-    // v2's instances take 3 s to become ready: the kill lands in the readiness wait.
-    let mut env = Env::start(
-        "kill-starting",
-        "v2=slow_start_ms:3000",
-        &ConfigOpts::default(),
-        &[],
-    );
+/// A healthy v2 (its `faults` make `phase` last a while) deployed under load; the worker is
+/// killed in that phase and restarted 300 ms later; the release still succeeds cleanly.
+fn deploy_killed_while(name: &str, faults: &str, phase: &str) {
+    let mut env = Env::start(name, faults, &ConfigOpts::default(), &[]);
     let load = Load::start(&env.platform.services, 20);
     let started = env.cli(&["deploy", "staging", "--revision", "v2", "--as", "ci"]);
     assert_eq!(started.code, 0, "{started:?}");
-    kill_and_restart_in(&mut env, "starting", Duration::from_millis(300));
+    kill_and_restart_in(&mut env, phase, Duration::from_millis(300));
     assert_clean_success(&env, load);
+}
+
+#[test]
+fn worker_killed_while_the_new_colour_starts_resumes_after_restart() {
+    // v2's instances take 3 s to become ready: the kill lands in the readiness wait.
+    deploy_killed_while("kill-starting", "v2=slow_start_ms:3000", "starting");
 }
 
 #[test]
 fn worker_killed_during_the_checks_resumes_after_restart() {
     // v2 answers in 150 ms: the performance check's 20 requests per service take a while.
-    let mut env = Env::start(
-        "kill-checking",
-        "v2=latency_ms:150",
-        &ConfigOpts::default(),
-        &[],
-    );
-    let load = Load::start(&env.platform.services, 20);
-    let started = env.cli(&["deploy", "staging", "--revision", "v2", "--as", "ci"]);
-    assert_eq!(started.code, 0, "{started:?}");
-    kill_and_restart_in(&mut env, "checking", Duration::from_millis(300));
-    assert_clean_success(&env, load);
+    deploy_killed_while("kill-checking", "v2=latency_ms:150", "checking");
 }
 
 /// With a second worker on the task queue, the one holding the run is killed during the

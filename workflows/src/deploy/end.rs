@@ -10,7 +10,7 @@ use crate::release::journal::{
 };
 use crate::release::stop::terminal;
 use crate::release::{Event, Outcome, Phase, ScaleTarget, Stop, Undo, colour};
-use proto::{DeployStatus, SwitchRequest};
+use proto::DeployStatus;
 use temporalio_sdk::{WorkflowContext, WorkflowResult};
 
 impl DeployWorkflow {
@@ -87,16 +87,9 @@ impl DeployWorkflow {
     /// until the switch: every service moves back to it in one switch, then the platform is
     /// verified. A switch back that fails falls back to the Rollback workflow (capacity first).
     async fn switch_back(ctx: &WorkflowContext<Self>, stop: Stop) -> WorkflowResult<DeployStatus> {
-        let (req, previous) = ctx.state(|s| (s.request.clone(), s.previous.clone()));
+        let previous = ctx.state(|s| s.previous.clone());
         rolling_back(ctx, &previous, &stop.reason);
-        let switch = SwitchRequest {
-            platform: req.platform.clone(),
-            color: previous.clone(),
-            services: req.services.iter().map(|s| s.name.clone()).collect(),
-            atomic: true,
-            request_id: format!("{}/switch/rollback", req.deployment_id),
-            environment: req.environment.clone(),
-        };
+        let switch = ctx.state(|s| s.switch_request(&previous, "switch/rollback"));
         let moved = ctx
             .execute_activity(Act::switch_traffic, switch.clone(), options::traffic_move())
             .await;

@@ -9,7 +9,7 @@ use crate::release::journal::{enter, event, notify, now, superseded};
 use crate::release::{Event, Outcome, Phase, Stop, Undo, approval, colour};
 use crate::time::rfc3339;
 use futures::FutureExt;
-use proto::{ColorRequest, MetricsSnapshot, SwitchRequest, WindowCheckRequest};
+use proto::{ColorRequest, MetricsSnapshot, WindowCheckRequest};
 use std::time::Duration;
 use temporalio_sdk::WorkflowContext;
 
@@ -143,11 +143,10 @@ impl DeployWorkflow {
     ) -> Result<WindowCheckRequest, Stop> {
         enter(ctx, Phase::Switching);
         let req = ctx.state(|s| s.request.clone());
-        let names_in_order: Vec<String> = req.services.iter().map(|s| s.name.clone()).collect();
         let window = WindowCheckRequest {
             platform: req.platform.clone(),
             color: target.to_owned(),
-            services: names_in_order.clone(),
+            services: req.services.iter().map(|s| s.name.clone()).collect(),
             thresholds: req.thresholds,
             baseline: None,
         };
@@ -162,14 +161,7 @@ impl DeployWorkflow {
                 let reason = format!("could not read metrics before the switch: {}", why(&e));
                 Stop::failed(Undo::StopTarget, reason, now(ctx))
             })?;
-        let switch = SwitchRequest {
-            platform: req.platform.clone(),
-            color: target.to_owned(),
-            services: names_in_order,
-            atomic: true,
-            request_id: format!("{}/switch", req.deployment_id),
-            environment: req.environment.clone(),
-        };
+        let switch = ctx.state(|s| s.switch_request(target, "switch"));
         // The switch is one atomic step: if it failed, nothing moved, but make sure.
         let r = ctx
             .execute_activity(Act::switch_traffic, switch, options::traffic_move())

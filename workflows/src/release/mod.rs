@@ -127,6 +127,20 @@ macro_rules! release_workflow {
                 }
             }
 
+            /// Every service of the release to `color` in one atomic step (`suffix` names the
+            /// move in its request id: `<deployment id>/<suffix>`).
+            fn switch_request(&self, color: &str, suffix: &str) -> proto::SwitchRequest {
+                let r = &self.request;
+                proto::SwitchRequest {
+                    platform: r.platform.clone(),
+                    color: color.to_owned(),
+                    services: r.services.iter().map(|s| s.name.clone()).collect(),
+                    atomic: true,
+                    request_id: format!("{}/{suffix}", r.deployment_id),
+                    environment: r.environment.clone(),
+                }
+            }
+
             /// Records an approval or a rejection (the gate waiting in `run` reads it).
             fn decide(
                 &mut self,

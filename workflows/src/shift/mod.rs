@@ -34,7 +34,7 @@ use crate::time::rfc3339;
 use futures::FutureExt;
 use proto::{
     AbortRequest, ApprovalDecision, BreakerHold, ColorRequest, DeployRequest, ShiftControl,
-    ShiftRequest, ShiftStatus, SwitchRequest,
+    ShiftRequest, ShiftStatus,
 };
 use std::time::Duration;
 use temporalio_macros::{workflow, workflow_methods};
@@ -218,15 +218,7 @@ impl ShiftWorkflow {
                 },
             );
         }
-        let req = ctx.state(|s| s.request.clone());
-        let switch = SwitchRequest {
-            platform: req.platform.clone(),
-            color: canary.to_owned(),
-            services: req.services.iter().map(|s| s.name.clone()).collect(),
-            atomic: true,
-            request_id: format!("{}/switch", req.deployment_id),
-            environment: req.environment.clone(),
-        };
+        let switch = ctx.state(|s| s.switch_request(canary, "switch"));
         let failed =
             |ctx: &WorkflowContext<Self>, what: &str, e: &(dyn std::error::Error + 'static)| {
                 Stop::failed(Undo::WeightsBack, format!("{what}: {}", why(e)), now(ctx))
