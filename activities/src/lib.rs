@@ -86,6 +86,7 @@ async fn with_heartbeats<T>(
     details: impl Fn() -> String,
     work: impl Future<Output = Result<T, Failure>>,
 ) -> Result<T, Failure> {
+    hand_over(ctx).await;
     let beat = async {
         loop {
             let _ = ctx.record_heartbeat(details()).await;
@@ -95,6 +96,43 @@ async fn with_heartbeats<T>(
     tokio::select! {
         r = work => r,
         _ = beat => unreachable!("the heartbeat loop never ends"),
+    }
+}
+
+/// A retried attempt: the attempt before it may have died with its worker, and the run's next
+/// workflow task would then wait on that worker's sticky queue for the sticky timeout before
+/// any live worker could take it. Resetting the run's stickiness sends that task to the shared
+/// queue at once (a live worker that still caches the run replays it instead). Best effort: a
+/// failure only costs the sticky timeout.
+async fn hand_over(ctx: &ActivityContext) {
+    use temporalio_client::grpc::WorkflowService;
+    use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::ResetStickyTaskQueueRequest;
+    let info = ctx.info();
+    let (Some(workflow_id), Some(run_id)) = (&info.workflow_id, &info.workflow_run_id) else {
+        return;
+    };
+    if info.attempt < 2 || info.is_local {
+        return;
+    }
+    let request = ResetStickyTaskQueueRequest {
+        namespace: info.namespace.clone(),
+        execution: Some(WorkflowExecution {
+            workflow_id: workflow_id.clone(),
+            run_id: run_id.clone(),
+        }),
+    };
+    let mut client = ctx.client();
+    let reset = client.reset_sticky_task_queue(temporalio_client::tonic::Request::new(request));
+    match tokio::time::timeout(Duration::from_secs(2), reset).await {
+        Ok(Ok(_)) => tracing::info!(
+            workflow_id,
+            attempt = info.attempt,
+            activity = %info.activity_type,
+            "retried attempt: the run's next workflow task goes to any live worker"
+        ),
+        Ok(Err(e)) => tracing::warn!(workflow_id, error = %e.message(), "sticky queue not reset"),
+        Err(_) => tracing::warn!(workflow_id, "sticky queue not reset: no answer within 2 s"),
     }
 }
 

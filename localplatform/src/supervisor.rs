@@ -23,13 +23,21 @@ use tokio::sync::Mutex;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Grace period between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often instances are looked at: a crashed one is noticed (and restarted), one that is
+/// not ready yet is probed, within this.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// A ready instance's readiness is probed again after this (like a kubelet's readiness probe
+/// period): probing every ready instance ten times a second cost more than the traffic itself
+/// once a platform held hundreds of instances.
+const READY_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 struct Instance {
     child: Child,
     pid: u32,
     backend: Arc<Backend>,
     ready: bool,
+    /// When readiness was last probed.
+    probed: Option<Instant>,
     restarts: u32,
 }
 
@@ -149,6 +157,7 @@ impl Supervisor {
                 in_flight: AtomicI64::new(0),
             }),
             ready: false,
+            probed: None,
             restarts,
         })
     }
@@ -233,8 +242,17 @@ impl Supervisor {
                     }
                     continue;
                 }
-                let ready = self.is_ready(set.instances[i].backend.addr).await;
+                let instance = &set.instances[i];
+                if instance.ready
+                    && instance
+                        .probed
+                        .is_some_and(|at| at.elapsed() < READY_PROBE_EVERY)
+                {
+                    continue;
+                }
+                let ready = self.is_ready(instance.backend.addr).await;
                 set.instances[i].ready = ready;
+                set.instances[i].probed = Some(Instant::now());
             }
             self.publish(&key.0, &key.1, set);
         }

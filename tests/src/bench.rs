@@ -35,6 +35,39 @@ fn status(temporal: &str, config: &std::path::Path, env: &str) -> Option<Value> 
         .flatten()
 }
 
+/// An event's time, in ms since the epoch.
+fn millis(event: &Value) -> Option<f64> {
+    event["eventTime"]
+        .as_str()?
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond() as f64)
+}
+
+/// Prints `events` with their times from `t0` (ms since the epoch), for `CUTOVER_BENCH_TRACE=1`.
+fn trace(label: &str, events: &[Value], t0: f64) {
+    for e in events {
+        let attrs = [
+            &e["activityTaskScheduledEventAttributes"]["activityType"]["name"],
+            &e["workflowTaskStartedEventAttributes"]["identity"],
+            &e["activityTaskStartedEventAttributes"]["attempt"],
+            &e["workflowTaskTimedOutEventAttributes"]["timeoutType"],
+            &e["activityTaskTimedOutEventAttributes"]["failure"]["message"],
+        ];
+        let detail: Vec<String> = attrs
+            .iter()
+            .filter(|v| !v.is_null())
+            .map(|v| v.to_string())
+            .collect();
+        eprintln!(
+            "{label} {:>+8.0} ms {} {}",
+            millis(e).unwrap_or(0.0) - t0,
+            e["eventType"].as_str().unwrap_or(""),
+            detail.join(" ")
+        );
+    }
+}
+
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -43,7 +76,7 @@ fn main() {
     let demo = std::env::args().any(|a| a == "--demo");
     if std::env::args().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: cutover-bench [--demo] [--envs N] [--only resume|scale]\n  prints deployment figures; --demo runs the demo instead;\n  --envs N: deployments at once in the scale section (default 100);\n  --only SECTION: run that section alone"
+            "usage: cutover-bench [--demo] [--envs N] [--runs N] [--only resume|scale]\n  prints deployment figures; --demo runs the demo instead;\n  --envs N: deployments at once in the scale section (default 100);\n  --runs N: kills per phase and setup in the resume section (default 5);\n  --only SECTION: run that section alone\n  CUTOVER_BENCH_TRACE=1: also print the history events around each kill and slow decision"
         );
         return;
     }
@@ -54,6 +87,13 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(|v| v.parse().expect("--envs takes a number"))
         .unwrap_or(100);
+    // `--runs N`: kills per phase and per setup in the resume section.
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().expect("--runs takes a number"))
+        .unwrap_or(5);
     // `--only resume` or `--only scale`: that section alone.
     let only = args
         .iter()
@@ -63,7 +103,7 @@ fn main() {
     if let Some(section) = only {
         let dir = scratch_dir(&format!("bench-{section}"));
         match section.as_str() {
-            "resume" => resume::resume(&dir, 5),
+            "resume" => resume::resume(&dir, runs),
             "scale" => scale::scale(&dir, envs),
             other => panic!("--only {other}: expected resume or scale"),
         }
@@ -187,7 +227,7 @@ fn main() {
 
     resume::reverts(&addr, &config, &platform, 20);
     canary_breach(&dir, &addr, &config, &platform);
-    resume::resume(&dir, 3);
+    resume::resume(&dir, runs);
 
     println!("\n== worker memory ==");
     println!("worker RSS idle: {:.1} MB", mb(idle_rss));

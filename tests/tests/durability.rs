@@ -146,6 +146,23 @@ fn with_two_workers_the_survivor_rolls_back_once_when_the_other_dies_mid_validat
             .is_some_and(|w| w.ends_with(&format!("@{survivor_pid}"))),
         "{after:?}"
     );
+    // The survivor's retried attempt reset the run's sticky queue: the workflow task after it
+    // did not wait out the dead worker's sticky timeout.
+    let events = env.temporal.history(RUN);
+    if let Some(retried) = events.iter().position(|e| {
+        e["activityTaskStartedEventAttributes"]["attempt"]
+            .as_u64()
+            .is_some_and(|a| a >= 2)
+    }) {
+        let sticky_timeouts: Vec<_> = events[retried..]
+            .iter()
+            .filter(|e| {
+                e["workflowTaskTimedOutEventAttributes"]["timeoutType"]
+                    == "TIMEOUT_TYPE_SCHEDULE_TO_START"
+            })
+            .collect();
+        assert!(sticky_timeouts.is_empty(), "{sticky_timeouts:?}");
+    }
     println!(
         "two workers, holder killed while validating: taken over {:.0} ms after the kill, next workflow task completed after {:.0} ms; {} requests failed of {} (the release's own errors before the rollback)",
         env.temporal.taken_over_ms(RUN, killed).unwrap_or(f64::NAN),

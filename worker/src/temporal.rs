@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use workflows::names;
 
@@ -66,7 +67,17 @@ impl Settings {
 }
 
 /// How long a workflow task waits on this worker's sticky queue before any worker may take it.
+/// A dead worker's runs wait this long, unless an activity retried on a live worker resets the
+/// run's stickiness first (`activities::hand_over`) or a worker starting up does
+/// (`release_sticky_runs`).
 pub const STICKY_SCHEDULE_TO_START: Duration = Duration::from_secs(1);
+
+/// Concurrent polls for workflow tasks (the SDK's default is 5, four of them on the sticky
+/// queue): with a hundred releases at once a task that finds no waiting poll is written to the
+/// server's backlog and read back later.
+pub const WORKFLOW_POLLS: usize = 10;
+/// Concurrent polls for activity tasks (the SDK's default is 5).
+pub const ACTIVITY_POLLS: usize = 10;
 
 /// How long a SIGTERM lets running activities finish before they are handed back.
 pub const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
@@ -108,6 +119,8 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
         // SIGTERM: finish what is running; activities still running after this are cancelled
         // and retried by another worker.
         .graceful_shutdown_period(GRACEFUL_SHUTDOWN)
+        .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(WORKFLOW_POLLS))
+        .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(ACTIVITY_POLLS))
         .build();
     // The worker's deployment metrics, when CUTOVER_METRICS_ADDR names an address (host:port).
     if let Ok(addr) = std::env::var("CUTOVER_METRICS_ADDR")
@@ -137,6 +150,13 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
             .await;
         });
     }
+    // Runs a dead worker held wait out its sticky queue's timeout before anyone may take them:
+    // a worker coming up (a restart after a crash) sends them to the shared queue at once.
+    tokio::spawn(release_sticky_runs(
+        client.clone(),
+        settings.namespace.clone(),
+        task_queue.to_owned(),
+    ));
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| e.to_string())?;
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
@@ -154,6 +174,62 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
         settings.address, settings.namespace
     );
     worker.run().await.map_err(|e| e.to_string())
+}
+
+/// Resets the sticky queue of every running workflow on `task_queue`, so each one's next
+/// workflow task goes to the shared queue, where this worker polls, rather than waiting on the
+/// sticky queue of the worker that held it (after a crash, a dead one) for its timeout. A live
+/// worker that held one of them replays it once. Best effort: failures are logged.
+async fn release_sticky_runs(client: Client, namespace: String, task_queue: String) {
+    use temporalio_client::grpc::WorkflowService;
+    use temporalio_client::tonic::Request;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::{
+        ListWorkflowExecutionsRequest, ResetStickyTaskQueueRequest,
+    };
+    let mut client = client;
+    let query = format!("TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'");
+    let mut token = Vec::new();
+    let mut released = 0usize;
+    loop {
+        let page = client
+            .list_workflow_executions(Request::new(ListWorkflowExecutionsRequest {
+                namespace: namespace.clone(),
+                page_size: 1000,
+                next_page_token: token,
+                query: query.clone(),
+            }))
+            .await;
+        let page = match page {
+            Ok(p) => p.into_inner(),
+            Err(e) => {
+                tracing::warn!(error = %e.message(), "running workflows not listed; sticky queues left to time out");
+                return;
+            }
+        };
+        for run in page.executions {
+            let Some(execution) = run.execution else {
+                continue;
+            };
+            let reset = client
+                .reset_sticky_task_queue(Request::new(ResetStickyTaskQueueRequest {
+                    namespace: namespace.clone(),
+                    execution: Some(execution),
+                }))
+                .await;
+            match reset {
+                Ok(_) => released += 1,
+                Err(e) => tracing::warn!(error = %e.message(), "sticky queue not reset"),
+            }
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    tracing::info!(
+        released,
+        "running workflows' next tasks go to the shared queue"
+    );
 }
 
 pub const DEFAULT_TASK_QUEUE: &str = names::TASK_QUEUE;

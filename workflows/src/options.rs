@@ -8,7 +8,7 @@ use temporalio_sdk::ActivityOptions;
 /// Every activity of a release heartbeats while it runs (every 400 ms, sent at most every
 /// 0.8 × this by the SDK): a worker that dies mid-call is noticed within this time and the call
 /// runs again on a live worker, whatever the call's start-to-close timeout.
-pub const HEARTBEAT: Duration = Duration::from_millis(1500);
+pub const HEARTBEAT: Duration = Duration::from_millis(1000);
 
 /// How long a worker may hold a workflow task (the SDK's default is 10 s). Our tasks take
 /// milliseconds; a worker killed while it holds one delays the run by this much.

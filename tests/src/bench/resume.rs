@@ -77,6 +77,20 @@ fn one_kill(
     });
     let taken = temporal.taken_over_ms(RUN, from).unwrap_or(f64::NAN);
     wait_done(&addr, config);
+    if std::env::var_os("CUTOVER_BENCH_TRACE").is_some() {
+        let t0 = from
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        let h = temporal.history(RUN);
+        let near: Vec<_> = h
+            .into_iter()
+            .filter(|e| super::millis(e).is_some_and(|t| t > t0 - 3000.0 && t < t0 + 6000.0))
+            .collect();
+        eprintln!(
+            "--- {phase}: the events around the kill (0 = restart, or the kill with a second worker)"
+        );
+        super::trace(phase, &near, t0);
+    }
     (taken, resumed.unwrap_or(f64::NAN))
 }
 
