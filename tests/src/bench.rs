@@ -81,25 +81,24 @@ fn main() {
         return;
     }
     let args: Vec<String> = std::env::args().collect();
-    let envs: usize = args
-        .iter()
-        .position(|a| a == "--envs")
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("--envs takes a number"))
-        .unwrap_or(100);
+    // The value after `name`, if given.
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let number = |name: &str, default: usize| {
+        flag(name).map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number, not {v:?}"))
+        })
+    };
+    let envs = number("--envs", 100);
     // `--runs N`: kills per phase and per setup in the resume section.
-    let runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("--runs takes a number"))
-        .unwrap_or(5);
+    let runs = number("--runs", 5);
     // `--only resume` or `--only scale`: that section alone.
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let only = flag("--only");
     if let Some(section) = only {
         let dir = scratch_dir(&format!("bench-{section}"));
         match section.as_str() {
