@@ -86,7 +86,7 @@ async fn with_heartbeats<T>(
     details: impl Fn() -> String,
     work: impl Future<Output = Result<T, Failure>>,
 ) -> Result<T, Failure> {
-    hand_over(ctx).await;
+    hand_over(ctx);
     let beat = async {
         loop {
             let _ = ctx.record_heartbeat(details()).await;
@@ -99,15 +99,36 @@ async fn with_heartbeats<T>(
     }
 }
 
+/// Resets the sticky queue of one run, so its next workflow task goes to the shared queue at
+/// once (a live worker that still caches the run replays it instead). Also used by the worker at
+/// start-up for every running workflow.
+pub async fn reset_sticky(
+    client: &temporalio_client::Client,
+    namespace: &str,
+    execution: temporalio_common::protos::temporal::api::common::v1::WorkflowExecution,
+) -> Result<(), String> {
+    use temporalio_client::grpc::WorkflowService;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::ResetStickyTaskQueueRequest;
+    let request = ResetStickyTaskQueueRequest {
+        namespace: namespace.to_owned(),
+        execution: Some(execution),
+    };
+    let mut client = client.clone();
+    let reset = client.reset_sticky_task_queue(temporalio_client::tonic::Request::new(request));
+    match tokio::time::timeout(Duration::from_secs(2), reset).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.message().to_owned()),
+        Err(_) => Err("no answer within 2 s".to_owned()),
+    }
+}
+
 /// A retried attempt: the attempt before it may have died with its worker, and the run's next
 /// workflow task would then wait on that worker's sticky queue for the sticky timeout before
-/// any live worker could take it. Resetting the run's stickiness sends that task to the shared
-/// queue at once (a live worker that still caches the run replays it instead). Best effort: a
+/// any live worker could take it. Resets the run's stickiness alongside the attempt's work (so
+/// heartbeats start at once), normally long before the attempt completes. Best effort: a
 /// failure only costs the sticky timeout.
-async fn hand_over(ctx: &ActivityContext) {
-    use temporalio_client::grpc::WorkflowService;
+fn hand_over(ctx: &ActivityContext) {
     use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
-    use temporalio_common::protos::temporal::api::workflowservice::v1::ResetStickyTaskQueueRequest;
     let info = ctx.info();
     let (Some(workflow_id), Some(run_id)) = (&info.workflow_id, &info.workflow_run_id) else {
         return;
@@ -115,25 +136,24 @@ async fn hand_over(ctx: &ActivityContext) {
     if info.attempt < 2 || info.is_local {
         return;
     }
-    let request = ResetStickyTaskQueueRequest {
-        namespace: info.namespace.clone(),
-        execution: Some(WorkflowExecution {
-            workflow_id: workflow_id.clone(),
-            run_id: run_id.clone(),
-        }),
+    let (client, namespace) = (ctx.client(), info.namespace.clone());
+    let execution = WorkflowExecution {
+        workflow_id: workflow_id.clone(),
+        run_id: run_id.clone(),
     };
-    let mut client = ctx.client();
-    let reset = client.reset_sticky_task_queue(temporalio_client::tonic::Request::new(request));
-    match tokio::time::timeout(Duration::from_secs(2), reset).await {
-        Ok(Ok(_)) => tracing::info!(
-            workflow_id,
-            attempt = info.attempt,
-            activity = %info.activity_type,
-            "retried attempt: the run's next workflow task goes to any live worker"
-        ),
-        Ok(Err(e)) => tracing::warn!(workflow_id, error = %e.message(), "sticky queue not reset"),
-        Err(_) => tracing::warn!(workflow_id, "sticky queue not reset: no answer within 2 s"),
-    }
+    let (attempt, activity) = (info.attempt, info.activity_type.clone());
+    tokio::spawn(async move {
+        let workflow_id = execution.workflow_id.clone();
+        match reset_sticky(&client, &namespace, execution).await {
+            Ok(()) => tracing::info!(
+                workflow_id,
+                attempt,
+                activity,
+                "retried attempt: the run's next workflow task goes to any live worker"
+            ),
+            Err(error) => tracing::warn!(workflow_id, error, "sticky queue not reset"),
+        }
+    });
 }
 
 /// An activity's body, heartbeating while it runs; its [`Failure`] becomes the typed error.

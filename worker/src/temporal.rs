@@ -73,8 +73,8 @@ impl Settings {
 pub const STICKY_SCHEDULE_TO_START: Duration = Duration::from_secs(1);
 
 /// Concurrent polls for workflow tasks (the SDK's default is 5, four of them on the sticky
-/// queue): with a hundred releases at once a task that finds no waiting poll is written to the
-/// server's backlog and read back later.
+/// queue): room for a burst of a hundred releases (`cutover-bench --only scale` prints the
+/// decision delay; most of it was the test server's disk, not the polls).
 pub const WORKFLOW_POLLS: usize = 10;
 /// Concurrent polls for activity tasks (the SDK's default is 5).
 pub const ACTIVITY_POLLS: usize = 10;
@@ -183,15 +183,13 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
 async fn release_sticky_runs(client: Client, namespace: String, task_queue: String) {
     use temporalio_client::grpc::WorkflowService;
     use temporalio_client::tonic::Request;
-    use temporalio_common::protos::temporal::api::workflowservice::v1::{
-        ListWorkflowExecutionsRequest, ResetStickyTaskQueueRequest,
-    };
-    let mut client = client;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::ListWorkflowExecutionsRequest;
+    let mut lister = client.clone();
     let query = format!("TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'");
     let mut token = Vec::new();
     let mut released = 0usize;
     loop {
-        let page = client
+        let page = lister
             .list_workflow_executions(Request::new(ListWorkflowExecutionsRequest {
                 namespace: namespace.clone(),
                 page_size: 1000,
@@ -206,19 +204,10 @@ async fn release_sticky_runs(client: Client, namespace: String, task_queue: Stri
                 return;
             }
         };
-        for run in page.executions {
-            let Some(execution) = run.execution else {
-                continue;
-            };
-            let reset = client
-                .reset_sticky_task_queue(Request::new(ResetStickyTaskQueueRequest {
-                    namespace: namespace.clone(),
-                    execution: Some(execution),
-                }))
-                .await;
-            match reset {
-                Ok(_) => released += 1,
-                Err(e) => tracing::warn!(error = %e.message(), "sticky queue not reset"),
+        for execution in page.executions.into_iter().filter_map(|run| run.execution) {
+            match activities::reset_sticky(&client, &namespace, execution).await {
+                Ok(()) => released += 1,
+                Err(error) => tracing::warn!(error, "sticky queue not reset"),
             }
         }
         if page.next_page_token.is_empty() {
