@@ -5,6 +5,7 @@ use crate::error::Failure;
 use crate::platform::Platform;
 use futures::StreamExt;
 use proto::{CheckReport, CheckRequest, CheckResult, ServicePlan, Thresholds, WindowCheckRequest};
+use std::future::Future;
 use std::time::{Duration, Instant};
 use wire::CHECK_HEADER;
 use wire::metrics::quantile;
@@ -28,6 +29,9 @@ async fn endpoints(
     Ok(eps)
 }
 
+/// Smoke requests in flight at once per service.
+const SMOKE_AT_ONCE: usize = 16;
+
 /// Every ready instance of the target colour answers its health, readiness and smoke routes.
 pub async fn smoke(
     http: &reqwest::Client,
@@ -43,28 +47,32 @@ pub async fn smoke(
         let mut paths = vec![svc.health_path.clone(), svc.readiness_path.clone()];
         paths.extend(svc.smoke_paths.iter().cloned());
         paths.retain(|p| !p.is_empty());
-        let (mut requests, mut errors, mut failures) = (0u64, 0u64, Vec::new());
-        for ep in &eps {
-            for path in &paths {
-                requests += 1;
-                let answer = http
-                    .get(format!("{ep}{path}"))
-                    .header(CHECK_HEADER, "smoke")
-                    .send()
-                    .await;
+        // The service's routes on all its instances at once (up to SMOKE_AT_ONCE in flight): a
+        // slow version's smoke check takes about one answer's time, not the sum of them (a
+        // retried attempt after a crash repeats it).
+        let routes: Vec<(String, String)> = eps
+            .iter()
+            .flat_map(|ep| {
+                paths
+                    .iter()
+                    .map(move |path| (format!("{ep}{path}"), path.clone()))
+            })
+            .collect();
+        let answers: Vec<Option<String>> = futures::stream::iter(routes)
+            .map(|(url, path)| async move {
+                let answer = http.get(url).header(CHECK_HEADER, "smoke").send().await;
                 match answer {
-                    Ok(r) if r.status().is_success() => {}
-                    Ok(r) => {
-                        errors += 1;
-                        failures.push(format!("GET {path} → {}", r.status().as_u16()));
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        failures.push(format!("GET {path} → {e}"));
-                    }
+                    Ok(r) if r.status().is_success() => None,
+                    Ok(r) => Some(format!("GET {path} → {}", r.status().as_u16())),
+                    Err(e) => Some(format!("GET {path} → {e}")),
                 }
-            }
-        }
+            })
+            .buffered(SMOKE_AT_ONCE)
+            .collect()
+            .await;
+        let requests = answers.len() as u64;
+        let mut failures: Vec<String> = answers.into_iter().flatten().collect();
+        let errors = failures.len() as u64;
         failures.dedup();
         let passed = errors == 0;
         report.passed &= passed;
@@ -96,11 +104,15 @@ fn ratio(errors: u64, requests: u64) -> f64 {
 }
 
 /// Sends a fixed number of requests per service at a fixed concurrency to the target colour and
-/// compares error ratio and p95 latency with the environment's thresholds.
-pub async fn performance(
+/// compares error ratio and p95 latency with the environment's thresholds. `done`: services an
+/// earlier attempt already judged (its heartbeat details), kept and not measured again;
+/// `progress` is told every result as it is judged, `done` included.
+pub async fn performance<F: Future<Output = ()>>(
     http: &reqwest::Client,
     platform: &Platform,
     req: &CheckRequest,
+    done: Vec<CheckResult>,
+    mut progress: impl FnMut(&[CheckResult]) -> F,
 ) -> Result<CheckReport, Failure> {
     let perf = req.perf.clone().unwrap_or_default();
     let th = req.thresholds.unwrap_or_default();
@@ -112,6 +124,14 @@ pub async fn performance(
         return Ok(report);
     }
     for svc in &req.services {
+        let judged = done
+            .iter()
+            .find(|r| r.service == svc.name && r.color == req.color && r.name == "performance");
+        if let Some(result) = judged {
+            report.passed &= result.outcome == PASSED;
+            report.results.push(result.clone());
+            continue;
+        }
         let eps = endpoints(platform, svc, &req.color).await?;
         let path = if perf.path.is_empty() {
             svc.smoke_paths
@@ -157,6 +177,7 @@ pub async fn performance(
         );
         report.passed &= result.outcome == PASSED;
         report.results.push(result);
+        progress(&report.results).await;
     }
     Ok(report)
 }

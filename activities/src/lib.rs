@@ -21,10 +21,10 @@ use error::Failure;
 use platform::Platform;
 use proto::{
     AnalysisRequest, AnalysisResult, ApplyRequest, ApplyResult, BackupResult, BreakerProbe,
-    BreakerRequest, BreakerStatus, CheckReport, CheckRequest, CheckSummary, ColorRequest,
-    DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification, PreflightResult,
-    RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult, VerifyReport, WeightsRequest,
-    WeightsResult, WindowCheckRequest,
+    BreakerRequest, BreakerStatus, CheckReport, CheckRequest, CheckResult, CheckSummary,
+    ColorRequest, DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification,
+    PreflightResult, RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult, VerifyReport,
+    WeightsRequest, WeightsResult, WindowCheckRequest,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -154,6 +154,59 @@ fn hand_over(ctx: &ActivityContext) {
             Err(error) => tracing::warn!(workflow_id, error, "sticky queue not reset"),
         }
     });
+}
+
+/// An activity's progress in its heartbeats: an attempt after a crash resumes from the last
+/// progress its predecessor recorded. Every beat repeats the latest (also between records), so
+/// whichever beat the server heard last carries it.
+struct Progress {
+    last: std::sync::Mutex<String>,
+}
+
+impl Progress {
+    /// The progress an earlier attempt recorded (JSON in its heartbeat details), if any, and a
+    /// recorder that starts from it.
+    fn resume<P: serde::de::DeserializeOwned + serde::Serialize>(
+        ctx: &ActivityContext,
+    ) -> (Option<P>, Self) {
+        let previous: Option<P> = ctx
+            .heartbeat_details()
+            .deserialize::<String>()
+            .ok()
+            .flatten()
+            .and_then(|s| serde_json::from_str(&s).ok());
+        let last = previous
+            .as_ref()
+            .map(|p| serde_json::to_string(p).unwrap_or_default())
+            .unwrap_or_default();
+        (
+            previous,
+            Self {
+                last: std::sync::Mutex::new(last),
+            },
+        )
+    }
+
+    /// The details of the next beat: the latest progress.
+    fn details(&self) -> String {
+        self.last.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Records `progress` and sends it at once (the SDK throttles what it sends).
+    fn record<P: serde::Serialize>(
+        &self,
+        ctx: &ActivityContext,
+        progress: &P,
+    ) -> impl Future<Output = ()> + use<P> {
+        let d = serde_json::to_string(progress).unwrap_or_default();
+        if let Ok(mut l) = self.last.lock() {
+            l.clone_from(&d);
+        }
+        let ctx = ctx.clone();
+        async move {
+            let _ = ctx.record_heartbeat(d).await;
+        }
+    }
 }
 
 /// An activity's body, heartbeating while it runs; its [`Failure`] becomes the typed error.
@@ -286,12 +339,18 @@ impl CutoverActivities {
         ctx: ActivityContext,
         req: CheckRequest,
     ) -> Result<CheckReport, ActivityError> {
-        live(&ctx, "performance check", async {
+        // The services an earlier attempt judged before its worker died: not measured again.
+        let (done, progress) = Progress::resume::<Vec<CheckResult>>(&ctx);
+        let (ctx, progress) = (&ctx, &progress);
+        let work = async {
             let platform = self.platform(req.platform.as_ref()).await?;
-            heartbeat(&ctx, "performance").await;
-            checks::performance(&self.http, &platform, &req).await
-        })
-        .await
+            let done = done.unwrap_or_default();
+            checks::performance(&self.http, &platform, &req, done, |results| {
+                progress.record(ctx, &results.to_vec())
+            })
+            .await
+        };
+        act(with_heartbeats(ctx, || progress.details(), work)).await
     }
 
     #[activity(name = names::SWITCH_TRAFFIC)]
@@ -428,29 +487,10 @@ impl CutoverActivities {
         req: MigrateRequest,
     ) -> Result<BackupResult, ActivityError> {
         // The previous attempt's progress, if it got as far as uploading.
-        let previous = ctx
-            .heartbeat_details()
-            .deserialize::<String>()
-            .ok()
-            .flatten()
-            .and_then(|s| serde_json::from_str::<migrations::UploadProgress>(&s).ok());
-        // Every beat repeats the last progress (also while pg_dump runs), so a later attempt
-        // resumes from it.
-        let last = std::sync::Mutex::new(
-            previous
-                .as_ref()
-                .map(|p| serde_json::to_string(p).unwrap_or_default())
-                .unwrap_or_default(),
-        );
-        let (ctx, last) = (&ctx, &last);
-        let details = || last.lock().map(|d| d.clone()).unwrap_or_default();
-        let work = migrations::backup(&req, previous, |p| async move {
-            let d = serde_json::to_string(&p).unwrap_or_default();
-            if let Ok(mut l) = last.lock() {
-                *l = d.clone();
-            }
-            let _ = ctx.record_heartbeat(d).await;
-        });
+        let (previous, progress) = Progress::resume::<migrations::UploadProgress>(&ctx);
+        let (ctx, progress) = (&ctx, &progress);
+        let details = || progress.details();
+        let work = migrations::backup(&req, previous, |p| progress.record(ctx, &p));
         act(with_heartbeats(ctx, details, work)).await
     }
 

@@ -304,3 +304,42 @@ impl Drop for S3 {
         }
     }
 }
+
+/// What migrations run against: PostgreSQL, an S3 bucket `jts-backups`, and in `dir` a
+/// `cutover.toml` whose `staging` environment migrates that database from `migrations` (its
+/// failed runs undone by `on_failure`: down | restore).
+pub struct MigrationWorld {
+    pub pg: Postgres,
+    pub s3: S3,
+    pub config: PathBuf,
+}
+
+impl MigrationWorld {
+    pub fn start(dir: &Path, migrations: &Path, on_failure: &str) -> Self {
+        let pg = Postgres::start(dir);
+        let s3 = S3::start(dir, "jts-backups");
+        let config = dir.join("cutover.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[services.api-gateway]
+smoke = ["/api/market/status"]
+
+[environments.staging]
+platform = {{ kind = "local", admin_url = "http://127.0.0.1:1" }}
+database = {{ url_env = "JTS_DATABASE_URL", migrations = "{m}", bucket = "jts-backups", prefix = "cutover/", path_style = true, part_size_mb = 5, on_failure = "{on_failure}", lock_timeout_ms = 2000, statement_timeout_ms = 20000 }}
+"#,
+                m = migrations.display()
+            ),
+        )
+        .unwrap();
+        Self { pg, s3, config }
+    }
+
+    /// The environment a worker needs: the S3 server's and the database URL.
+    pub fn worker_env(&self) -> Vec<(String, String)> {
+        let mut envs = self.s3.env();
+        envs.push(("JTS_DATABASE_URL".into(), self.pg.url.clone()));
+        envs
+    }
+}

@@ -20,7 +20,7 @@ mod temporal;
 mod worker;
 
 pub use load::{Load, LoadStats};
-pub use temporal::Temporal;
+pub use temporal::{RunningActivity, Temporal};
 pub use worker::Worker;
 
 use localplatform::api::{JournalEntry, PlatformState};

@@ -11,6 +11,8 @@ pub struct Temporal {
     pub port: u16,
     pub ui_port: u16,
     db: PathBuf,
+    /// Dynamic configuration beyond the test bed's own (`KEY=JSON` values).
+    settings: Vec<String>,
 }
 
 impl Temporal {
@@ -42,6 +44,35 @@ impl Temporal {
             serde_json::Value::Null => Some(0),
             c => c.as_u64().or_else(|| c.as_str()?.parse().ok()),
         }
+    }
+
+    /// The activities of a workflow's latest run that a worker is running now, from `temporal
+    /// workflow describe`.
+    pub fn running_activities(&self, workflow_id: &str) -> Vec<RunningActivity> {
+        let out = Command::new(temporal_cli())
+            .args(["workflow", "describe", "--workflow-id", workflow_id])
+            .args(["--address", &self.address(), "--output", "json"])
+            .output()
+            .expect("the Temporal CLI runs");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let ms = |t: &serde_json::Value| {
+            t.as_str()?
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .map(|t| t.as_millisecond() as f64)
+        };
+        v["pendingActivities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["state"] == "PENDING_ACTIVITY_STATE_STARTED")
+            .map(|a| RunningActivity {
+                kind: a["activityType"]["name"].as_str().unwrap_or("").to_owned(),
+                worker: a["lastWorkerIdentity"].as_str().unwrap_or("").to_owned(),
+                attempt: a["attempt"].as_u64().unwrap_or(1),
+                last_heartbeat_ms: ms(&a["lastHeartbeatTime"]),
+            })
+            .collect()
     }
 
     /// The events of a workflow's latest run (`temporal workflow show --output json`).
@@ -97,11 +128,18 @@ impl Temporal {
     }
 
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts the server with dynamic configuration `settings` (`KEY=JSON` values, e.g.
+    /// `history.timerProcessorMaxTimeShift="100ms"`) beyond the test bed's own.
+    pub fn start_with(dir: &Path, settings: &[&str]) -> Self {
         let mut t = Self {
             child: None,
             port: free_port(),
             ui_port: free_port(),
             db: dir.join("temporal.db"),
+            settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         // The server picks its internal ports at random; on a busy machine another process can
         // take one first, and the server never becomes healthy. Then: new ports, again.
@@ -180,6 +218,9 @@ impl Temporal {
         .args(["--sqlite-pragma", "journal_mode=WAL"])
         .args(["--sqlite-pragma", "synchronous=NORMAL"])
         .stdout(Stdio::null());
+        for setting in &self.settings {
+            cmd.args(["--dynamic-config-value", setting]);
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -235,6 +276,17 @@ impl Drop for Temporal {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// An activity attempt a worker is running (`Temporal::running_activities`).
+#[derive(Debug, Clone)]
+pub struct RunningActivity {
+    pub kind: String,
+    /// The identity of the worker running it.
+    pub worker: String,
+    pub attempt: u64,
+    /// When the server last heard its heartbeat (ms since the epoch).
+    pub last_heartbeat_ms: Option<f64>,
 }
 
 /// Milliseconds from `since` to the first event of one of `types` after it.

@@ -22,6 +22,7 @@ mod resume;
 mod scale;
 
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use testkit::{
     ConfigOpts, Load, Platform, Temporal, Worker, config_text, rss_bytes, run_cli, scratch_dir,
@@ -76,7 +77,7 @@ fn main() {
     let demo = std::env::args().any(|a| a == "--demo");
     if std::env::args().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: cutover-bench [--demo] [--envs N] [--runs N] [--only resume|scale]\n  prints deployment figures; --demo runs the demo instead;\n  --envs N: deployments at once in the scale section (default 100);\n  --runs N: kills per phase and setup in the resume section (default 5);\n  --only SECTION: run that section alone\n  CUTOVER_BENCH_TRACE=1: also print the history events around each kill and slow decision"
+            "usage: cutover-bench [--demo] [--envs N] [--runs N] [--only resume|migration|scale|reverts] [--timer-shift MS]\n  prints deployment figures; --demo runs the demo instead;\n  --envs N: deployments at once in the scale section (default 100);\n  --runs N: kills per phase and setup in the resume section (default 5);\n  --only SECTION: run that section alone (reverts: --runs N reverts, at least 20)\n  --timer-shift MS: the resume section's Temporal server with history.timerProcessorMaxTimeShift at MS ms (the server's default is 1000: timers due sooner than that can fire up to that late)\n  CUTOVER_BENCH_TRACE=1: also print the history events around each kill and slow decision"
         );
         return;
     }
@@ -97,35 +98,31 @@ fn main() {
     let envs = number("--envs", 100);
     // `--runs N`: kills per phase and per setup in the resume section.
     let runs = number("--runs", 5);
+    // `--timer-shift MS`: the resume section's server setting (see resume::resume).
+    let shift = flag("--timer-shift").map(|_| number("--timer-shift", 1000));
     // `--only resume` or `--only scale`: that section alone.
     let only = flag("--only");
     if let Some(section) = only {
         let dir = scratch_dir(&format!("bench-{section}"));
         match section.as_str() {
-            "resume" => resume::resume(&dir, runs),
+            "resume" => resume::resume(&dir, runs, shift),
+            "migration" => resume::migration(&dir, runs, shift),
             "scale" => scale::scale(&dir, envs),
-            other => panic!("--only {other}: expected resume or scale"),
+            "reverts" => {
+                let (temporal, platform, config) = staging(&dir);
+                let _worker = Worker::start(&temporal.address(), &[]);
+                resume::reverts(&temporal.address(), &config, &platform, runs.max(20));
+            }
+            other => panic!("--only {other}: expected resume, migration, scale or reverts"),
         }
         return;
     }
     let dir = scratch_dir(if demo { "demo" } else { "bench" });
-    let mut temporal = Temporal::start(&dir);
+    let (mut temporal, platform, config) = staging(&dir);
     if demo {
         // The demo shows the UI: restart the same server with it.
         temporal.restart_with_ui();
     }
-    let platform = Platform::start(
-        "v3@strategy-engine=live_error_rate:0.2;v4@strategy-engine=live_error_rate:0.05",
-        2,
-    );
-    let opts = ConfigOpts {
-        replicas: 2,
-        validation_window_secs: 5,
-        min_requests: 20,
-        ..Default::default()
-    };
-    let config = dir.join("cutover.toml");
-    std::fs::write(&config, config_text(&[("staging", &platform.admin)], &opts)).unwrap();
     let worker = Worker::start(&temporal.address(), &[]);
     let addr = temporal.address();
     std::thread::sleep(Duration::from_secs(2));
@@ -226,7 +223,7 @@ fn main() {
 
     resume::reverts(&addr, &config, &platform, 20);
     canary_breach(&dir, &addr, &config, &platform);
-    resume::resume(&dir, runs);
+    resume::resume(&dir, runs, shift);
 
     println!("\n== worker memory ==");
     println!("worker RSS idle: {:.1} MB", mb(idle_rss));
@@ -234,6 +231,25 @@ fn main() {
     // The scale section runs its own server.
     drop(temporal);
     scale::scale(&dir, envs);
+}
+
+/// The bench's world: a Temporal dev server, a local platform whose v3 fails 20 % and v4 5 % of
+/// strategy-engine's live requests, and the configuration of its `staging` environment.
+fn staging(dir: &Path) -> (Temporal, Platform, PathBuf) {
+    let temporal = Temporal::start(dir);
+    let platform = Platform::start(
+        "v3@strategy-engine=live_error_rate:0.2;v4@strategy-engine=live_error_rate:0.05",
+        2,
+    );
+    let opts = ConfigOpts {
+        replicas: 2,
+        validation_window_secs: 5,
+        min_requests: 20,
+        ..Default::default()
+    };
+    let config = dir.join("cutover.toml");
+    std::fs::write(&config, config_text(&[("staging", &platform.admin)], &opts)).unwrap();
+    (temporal, platform, config)
 }
 
 fn unix_ms(rfc3339: &str) -> f64 {

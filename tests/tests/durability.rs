@@ -97,6 +97,81 @@ fn worker_killed_during_the_checks_resumes_after_restart() {
     deploy_killed_while("kill-checking", "v2=latency_ms:150", "checking");
 }
 
+/// A restarted worker hands the attempt its dead predecessor was running back for a retry at
+/// once, rather than leaving it to its heartbeat timeout: the worker is killed just after the
+/// server heard the attempt's heartbeat and restarted at once, so the timeout (1 s after that
+/// beat, often later) cannot come first. The retried attempt's last failure names the
+/// hand-back, and the release ends as an uninterrupted one.
+#[test]
+fn a_restarted_worker_hands_back_the_attempt_its_dead_predecessor_was_running() {
+    // v2's instances take 6 s to become ready: the readiness wait runs while the worker dies.
+    let mut env = Env::start(
+        "kill-handback",
+        "v2=slow_start_ms:6000",
+        &ConfigOpts::default(),
+        &[],
+    );
+    let load = Load::start(&env.platform.services, 20);
+    let started = env.cli(&["deploy", "staging", "--revision", "v2", "--as", "ci"]);
+    assert_eq!(started.code, 0, "{started:?}");
+    // Poll until the readiness wait's heartbeat reached the server less than 150 ms ago.
+    wait_every(
+        "a fresh heartbeat of the readiness wait",
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || {
+            let running = env.temporal.running_activities(RUN);
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+                * 1000.0;
+            running.iter().any(|a| {
+                a.kind == "wait_ready" && a.last_heartbeat_ms.is_some_and(|beat| now - beat < 150.0)
+            })
+        },
+    );
+    env.worker.kill9();
+    let restarted = SystemTime::now();
+    env.worker.spawn();
+    assert_clean_success(&env, load);
+    // The readiness wait's started event: its attempt, and the failure of the one before it.
+    let events = env.temporal.history(RUN);
+    // Event ids are int64: strings in proto3 JSON.
+    let id = |v: &serde_json::Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .or_else(|| v.as_u64().map(|n| n.to_string()))
+    };
+    let scheduled = events
+        .iter()
+        .find(|e| e["activityTaskScheduledEventAttributes"]["activityType"]["name"] == "wait_ready")
+        .and_then(|e| id(&e["eventId"]))
+        .expect("the readiness wait was scheduled");
+    let started = events
+        .iter()
+        .find(|e| {
+            id(&e["activityTaskStartedEventAttributes"]["scheduledEventId"])
+                .is_some_and(|s| s == scheduled)
+        })
+        .expect("the readiness wait started");
+    let attempt = started["activityTaskStartedEventAttributes"]["attempt"].as_u64();
+    assert!(attempt.is_some_and(|a| a >= 2), "{started}");
+    let failure = &started["activityTaskStartedEventAttributes"]["lastFailure"];
+    let message = failure["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("handed back by its successor"),
+        "the attempt was retried by its heartbeat timeout, not handed back: {failure}\nworker log:\n{}",
+        env.worker.log_tail(30)
+    );
+    println!(
+        "handed back: {message}; taken over {:.0} ms after the restart",
+        env.temporal
+            .taken_over_ms(RUN, restarted)
+            .unwrap_or(f64::NAN)
+    );
+}
+
 /// With a second worker on the task queue, the one holding the run is killed during the
 /// validation window of a release that must roll back: the other finishes it, rolling back once.
 #[test]
@@ -123,13 +198,18 @@ fn with_two_workers_the_survivor_rolls_back_once_when_the_other_dies_mid_validat
         .pop()
         .expect("a workflow task was started");
     let killed = SystemTime::now();
-    let survivor_pid = if holder.ends_with(&format!("@{}", env.worker.pid())) {
+    let survivor_is_second = if env.worker.is(&holder) {
         env.worker.kill9();
-        second.pid()
+        true
     } else {
-        assert!(holder.ends_with(&format!("@{}", second.pid())), "{holder}");
+        assert!(second.is(&holder), "{holder}");
         second.kill9();
-        env.worker.pid()
+        false
+    };
+    let survivor = if survivor_is_second {
+        &second
+    } else {
+        &env.worker
     };
     let s = wait_outcome(&env, Duration::from_secs(90));
     let stats = load.stop();
@@ -140,12 +220,7 @@ fn with_two_workers_the_survivor_rolls_back_once_when_the_other_dies_mid_validat
     assert!(m[1].contains("rollback"), "{m:?}");
     // The survivor did the rest: every workflow task after the kill is its own.
     let after = env.temporal.task_workers(RUN);
-    assert!(
-        after
-            .last()
-            .is_some_and(|w| w.ends_with(&format!("@{survivor_pid}"))),
-        "{after:?}"
-    );
+    assert!(after.last().is_some_and(|w| survivor.is(w)), "{after:?}");
     // The survivor's retried attempt reset the run's sticky queue: the workflow task after it
     // did not wait out the dead worker's sticky timeout.
     let events = env.temporal.history(RUN);

@@ -6,7 +6,7 @@ mod common;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use testkit::db::{Postgres, S3};
+use testkit::db::{MigrationWorld, Postgres, S3};
 use testkit::{Run, Temporal, Worker, run_cli, scratch_dir};
 
 fn repo() -> PathBuf {
@@ -32,26 +32,10 @@ impl MigEnv {
     /// `migrations`: the folder of files; `on_failure`: down | restore.
     fn start(name: &str, migrations: &Path, on_failure: &str, worker_env: &[(&str, &str)]) -> Self {
         let dir = scratch_dir(&format!("mig-{name}"));
-        let pg = Postgres::start(&dir);
-        let s3 = S3::start(&dir, "jts-backups");
-        let config = dir.join("cutover.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[services.api-gateway]
-smoke = ["/api/market/status"]
-
-[environments.staging]
-platform = {{ kind = "local", admin_url = "http://127.0.0.1:1" }}
-database = {{ url_env = "JTS_DATABASE_URL", migrations = "{m}", bucket = "jts-backups", prefix = "cutover/", path_style = true, part_size_mb = 5, on_failure = "{on_failure}", lock_timeout_ms = 2000, statement_timeout_ms = 20000 }}
-"#,
-                m = migrations.display()
-            ),
-        )
-        .unwrap();
+        let world = MigrationWorld::start(&dir, migrations, on_failure);
+        let mut envs = world.worker_env();
+        let MigrationWorld { pg, s3, config } = world;
         let temporal = Temporal::start(&dir);
-        let mut envs: Vec<(String, String)> = s3.env();
-        envs.push(("JTS_DATABASE_URL".into(), pg.url.clone()));
         for (k, v) in worker_env {
             envs.push((k.to_string(), v.to_string()));
         }

@@ -85,7 +85,7 @@ pub const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 /// Runs the worker until SIGTERM/Ctrl-C, then shuts down gracefully.
 pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), String> {
     let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| e.to_string())?;
-    let identity = format!("cutover-worker@{}", std::process::id());
+    let identity = liveness::identity();
     // Temporal may still be starting (or restarting): keep trying for two minutes rather than
     // exit, so a worker started alongside the server comes up with it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -150,12 +150,15 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
             .await;
         });
     }
-    // Runs a dead worker held wait out its sticky queue's timeout before anyone may take them:
-    // a worker coming up (a restart after a crash) sends them to the shared queue at once.
-    tokio::spawn(release_sticky_runs(
+    // Runs a dead worker held wait out its sticky queue's timeout, and its activity attempts
+    // their heartbeat timeout, before anyone may take them: a worker coming up (a restart after
+    // a crash) sends the runs to the shared queue and hands its dead predecessor's attempts back
+    // at once.
+    tokio::spawn(release_runs(
         client.clone(),
         settings.namespace.clone(),
         task_queue.to_owned(),
+        identity.clone(),
     ));
     let mut worker = Worker::new(&runtime, client, options).map_err(|e| e.to_string())?;
     let shutdown = worker.shutdown_handle();
@@ -176,18 +179,21 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
     worker.run().await.map_err(|e| e.to_string())
 }
 
-/// Resets the sticky queue of every running workflow on `task_queue`, so each one's next
-/// workflow task goes to the shared queue, where this worker polls, rather than waiting on the
-/// sticky queue of the worker that held it (after a crash, a dead one) for its timeout. A live
-/// worker that held one of them replays it once. Best effort: failures are logged.
-async fn release_sticky_runs(client: Client, namespace: String, task_queue: String) {
+/// For every running workflow on `task_queue`: resets its sticky queue, so its next workflow
+/// task goes to the shared queue, where this worker polls, rather than waiting on the sticky
+/// queue of the worker that held it (after a crash, a dead one) for its timeout; and fails the
+/// activity attempts a dead cutover worker on this host was running ([`liveness::gone`]), so
+/// they are retried now rather than after their heartbeat timeout (and the server's timer
+/// queue, which can add up to a second more). A live worker that held one of the runs replays
+/// it once. Best effort: failures are logged, and the timeouts still apply.
+async fn release_runs(client: Client, namespace: String, task_queue: String, identity: String) {
     use temporalio_client::grpc::WorkflowService;
     use temporalio_client::tonic::Request;
     use temporalio_common::protos::temporal::api::workflowservice::v1::ListWorkflowExecutionsRequest;
     let mut lister = client.clone();
     let query = format!("TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'");
     let mut token = Vec::new();
-    let mut released = 0usize;
+    let (mut released, mut handed_back) = (0usize, 0usize);
     loop {
         let page = lister
             .list_workflow_executions(Request::new(ListWorkflowExecutionsRequest {
@@ -200,11 +206,12 @@ async fn release_sticky_runs(client: Client, namespace: String, task_queue: Stri
         let page = match page {
             Ok(p) => p.into_inner(),
             Err(e) => {
-                tracing::warn!(error = %e.message(), "running workflows not listed; sticky queues left to time out");
+                tracing::warn!(error = %e.message(), "running workflows not listed; sticky queues and attempts left to time out");
                 return;
             }
         };
         for execution in page.executions.into_iter().filter_map(|run| run.execution) {
+            handed_back += fail_orphans(&client, &namespace, &execution, &identity).await;
             match activities::reset_sticky(&client, &namespace, execution).await {
                 Ok(()) => released += 1,
                 Err(error) => tracing::warn!(error, "sticky queue not reset"),
@@ -217,8 +224,287 @@ async fn release_sticky_runs(client: Client, namespace: String, task_queue: Stri
     }
     tracing::info!(
         released,
-        "running workflows' next tasks go to the shared queue"
+        handed_back,
+        "running workflows' next tasks go to the shared queue; attempts of dead workers on this host handed back"
     );
+}
+
+/// Fails, as retryable, the running activity attempts of `execution` whose worker was a cutover
+/// worker on this host that is gone; their heartbeat details go with them, so the next attempt
+/// resumes from its predecessor's progress. Returns how many it failed.
+async fn fail_orphans(
+    client: &Client,
+    namespace: &str,
+    execution: &temporalio_common::protos::temporal::api::common::v1::WorkflowExecution,
+    identity: &str,
+) -> usize {
+    use temporalio_client::grpc::WorkflowService;
+    use temporalio_client::tonic::Request;
+    use temporalio_common::protos::temporal::api::enums::v1::PendingActivityState;
+    use temporalio_common::protos::temporal::api::failure::v1::{
+        ApplicationFailureInfo, Failure, failure::FailureInfo,
+    };
+    use temporalio_common::protos::temporal::api::workflowservice::v1::{
+        DescribeWorkflowExecutionRequest, RespondActivityTaskFailedByIdRequest,
+    };
+    let mut c = client.clone();
+    let describe = c.describe_workflow_execution(Request::new(DescribeWorkflowExecutionRequest {
+        namespace: namespace.to_owned(),
+        execution: Some(execution.clone()),
+    }));
+    let described = match tokio::time::timeout(Duration::from_secs(2), describe).await {
+        Ok(Ok(d)) => d.into_inner(),
+        Ok(Err(e)) => {
+            tracing::warn!(workflow_id = execution.workflow_id, error = %e.message(), "run not described; its attempts are left to their timeouts");
+            return 0;
+        }
+        Err(_) => {
+            tracing::warn!(
+                workflow_id = execution.workflow_id,
+                "run not described within 2 s; its attempts are left to their timeouts"
+            );
+            return 0;
+        }
+    };
+    let described_at = std::time::Instant::now();
+    let mut failed = 0;
+    for pending in described.pending_activities {
+        if pending.state != PendingActivityState::Started as i32 {
+            continue;
+        }
+        // A failure by id fails whichever attempt is running when it lands. Seen running by
+        // the describe, the dead attempt can time out meanwhile, but its next one starts no
+        // sooner than the retry backoff (200 ms, `workflows::options`) later: the failure goes
+        // at once after the describe and must land within HAND_BACK_DEADLINE, or not at all.
+        if described_at.elapsed() > HAND_BACK_DEADLINE / 2 {
+            continue;
+        }
+        if !liveness::gone(&pending.last_worker_identity) {
+            tracing::info!(
+                workflow_id = execution.workflow_id,
+                activity_id = pending.activity_id,
+                worker = pending.last_worker_identity,
+                "attempt left to its worker (alive, or not on this host: its heartbeat timeout applies)"
+            );
+            continue;
+        }
+        let failure = Failure {
+            message: format!(
+                "the worker running this attempt ({}) is gone; handed back by its successor ({identity})",
+                pending.last_worker_identity
+            ),
+            source: "cutover-worker".to_owned(),
+            failure_info: Some(FailureInfo::ApplicationFailureInfo(
+                ApplicationFailureInfo {
+                    r#type: WORKER_GONE.to_owned(),
+                    non_retryable: false,
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        };
+        let request = RespondActivityTaskFailedByIdRequest {
+            namespace: namespace.to_owned(),
+            workflow_id: execution.workflow_id.clone(),
+            run_id: execution.run_id.clone(),
+            activity_id: pending.activity_id.clone(),
+            failure: Some(failure),
+            identity: identity.to_owned(),
+            last_heartbeat_details: pending.heartbeat_details.clone(),
+            ..Default::default()
+        };
+        // The deadline travels with the call (grpc-timeout): the server drops it once passed.
+        let mut request = Request::new(request);
+        request.set_timeout(HAND_BACK_DEADLINE);
+        match c.respond_activity_task_failed_by_id(request).await {
+            Ok(_) => {
+                failed += 1;
+                tracing::info!(
+                    workflow_id = execution.workflow_id,
+                    activity_id = pending.activity_id,
+                    attempt = pending.attempt,
+                    dead = pending.last_worker_identity,
+                    "a dead worker's attempt handed back for retry"
+                );
+            }
+            // Finished or timed out meanwhile: nothing to hand back.
+            Err(e) => tracing::info!(
+                workflow_id = execution.workflow_id,
+                error = %e.message(),
+                "attempt not handed back"
+            ),
+        }
+    }
+    failed
+}
+
+/// How long a hand-back may take from the describe that saw the attempt running: less than the
+/// retry backoff, so it cannot fail the attempt after it (see `fail_orphans`).
+const HAND_BACK_DEADLINE: Duration = Duration::from_millis(150);
+
+/// The failure type of an attempt handed back because its worker died.
+pub const WORKER_GONE: &str = "WorkerGone";
+
+/// Who a worker is to Temporal, and whether a worker named in a run's history still runs.
+pub mod liveness {
+    const PREFIX: &str = "cutover-worker@";
+
+    /// This process's identity: `cutover-worker@HOST:BOOT:PIDNS:PID:START` — the host's name
+    /// and boot id, the pid namespace, the pid and the process's start time (clock ticks after
+    /// boot): one process, even when a restarted container reuses the pid. Without `/proc` (or
+    /// a host name) it is `cutover-worker@PID`, which [`gone`] never reads as dead.
+    pub fn identity() -> String {
+        let pid = std::process::id();
+        match (host(), boot(), pid_namespace(), started(pid)) {
+            (Some(host), Some(boot), Some(ns), Some(start)) => {
+                format!("{PREFIX}{host}:{boot}:{ns}:{pid}:{start}")
+            }
+            _ => format!("{PREFIX}{pid}"),
+        }
+    }
+
+    /// Whether `identity` names a cutover worker that certainly no longer runs: same host name,
+    /// same boot and same pid namespace as this process (a restart on the same machine, or in
+    /// the same pod with `shareProcessNamespace`), and no process with its pid and start time
+    /// (a process this one may not inspect counts as running). Anything else — another host,
+    /// another boot or pid namespace, an identity it cannot read — is left to the attempt's
+    /// heartbeat timeout.
+    pub fn gone(identity: &str) -> bool {
+        let Some(rest) = identity.strip_prefix(PREFIX) else {
+            return false;
+        };
+        let parts: Vec<&str> = rest.rsplitn(5, ':').collect();
+        let [start, pid, ns, boot_id, host_name] = parts[..] else {
+            return false;
+        };
+        let (Ok(start), Ok(pid)) = (start.parse::<u64>(), pid.parse::<u32>()) else {
+            return false;
+        };
+        if Some(host_name) != host().as_deref()
+            || Some(boot_id) != boot().as_deref()
+            || Some(ns) != pid_namespace().as_deref()
+        {
+            return false;
+        }
+        match signal_zero(pid) {
+            Alive::No => true,
+            // Another process may have taken the pid: the start time tells them apart, when
+            // it can be read.
+            Alive::Yes => started(pid).is_some_and(|s| s != start),
+            Alive::NotMine => false,
+        }
+    }
+
+    enum Alive {
+        Yes,
+        No,
+        /// A process of another user: alive.
+        NotMine,
+    }
+
+    /// `kill(pid, 0)`: whether a process with that pid exists (a zombie still does; its start
+    /// time then says whether it is the same process).
+    fn signal_zero(pid: u32) -> Alive {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return Alive::NotMine;
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: signal 0 sends nothing; it only checks that the process exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        if r == 0 {
+            return Alive::Yes;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ESRCH) => Alive::No,
+            _ => Alive::NotMine,
+        }
+    }
+
+    /// The host's name (a pod's name in Kubernetes); none when unset or a generic default.
+    fn host() -> Option<String> {
+        let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+        let h = h.trim();
+        (!h.is_empty() && h != "localhost" && h != "(none)" && !h.contains(':'))
+            .then(|| h.to_owned())
+    }
+
+    /// This boot of the machine (`/proc/sys/kernel/random/boot_id`).
+    fn boot() -> Option<String> {
+        let b = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        Some(b.trim().to_owned()).filter(|b| !b.is_empty() && !b.contains(':'))
+    }
+
+    /// The pid namespace's inode (`/proc/self/ns/pid` → `pid:[4026531836]`).
+    fn pid_namespace() -> Option<String> {
+        let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        let link = link.to_str()?;
+        let inode = link.strip_prefix("pid:[")?.strip_suffix(']')?;
+        inode.parse::<u64>().ok().map(|n| n.to_string())
+    }
+
+    /// When process `pid` started (field 22 of `/proc/PID/stat`), if it runs (a zombie, dead
+    /// but not yet reaped by its parent, does not).
+    fn started(pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) is in parentheses and may hold spaces: count after it.
+        let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+        if matches!(fields.next(), Some("Z" | "X")) {
+            return None;
+        }
+        fields.nth(18)?.parse().ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn of(pid: u32, start: u64) -> String {
+            format!(
+                "{PREFIX}{}:{}:{}:{pid}:{start}",
+                host().unwrap(),
+                boot().unwrap(),
+                pid_namespace().unwrap()
+            )
+        }
+
+        #[test]
+        fn this_process_is_not_gone_and_a_dead_one_is() {
+            let me = identity();
+            assert!(me.matches(':').count() == 4, "{me}");
+            assert!(!gone(&me), "{me}");
+            // A child that has exited and been reaped: its pid runs no more.
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            let start = started(pid);
+            child.wait().unwrap();
+            let dead = of(pid, start.unwrap_or(1));
+            assert!(gone(&dead), "{dead}");
+            // The same pid with another start time: a restarted process that reused the pid.
+            let mine = std::process::id();
+            let reused = of(mine, started(mine).unwrap() + 1);
+            assert!(gone(&reused), "{reused}");
+        }
+
+        #[test]
+        fn other_hosts_boots_namespaces_and_unreadable_identities_are_left_to_their_timeouts() {
+            let me = identity();
+            let mut parts: Vec<String> = me[PREFIX.len()..].split(':').map(str::to_owned).collect();
+            let pid = i32::MAX as u32;
+            parts[3] = pid.to_string();
+            for (i, other) in [(0, "another-host"), (1, "another-boot"), (2, "1")] {
+                let mut p = parts.clone();
+                p[i] = other.to_owned();
+                let id = format!("{PREFIX}{}", p.join(":"));
+                assert!(!gone(&id), "{id}");
+            }
+            // The same host, boot and namespace, a pid that runs nowhere: gone.
+            let id = format!("{PREFIX}{}", parts.join(":"));
+            assert!(gone(&id), "{id}");
+            assert!(!gone("cutover-worker@12345"));
+            assert!(!gone("some-other-worker@host:b:1:1:1"));
+            assert!(!gone(""));
+        }
+    }
 }
 
 pub const DEFAULT_TASK_QUEUE: &str = names::TASK_QUEUE;
