@@ -69,7 +69,6 @@ impl Temporal {
             .map(|a| RunningActivity {
                 kind: a["activityType"]["name"].as_str().unwrap_or("").to_owned(),
                 worker: a["lastWorkerIdentity"].as_str().unwrap_or("").to_owned(),
-                attempt: a["attempt"].as_u64().unwrap_or(1),
                 last_heartbeat_ms: ms(&a["lastHeartbeatTime"]),
             })
             .collect()
@@ -284,7 +283,6 @@ pub struct RunningActivity {
     pub kind: String,
     /// The identity of the worker running it.
     pub worker: String,
-    pub attempt: u64,
     /// When the server last heard its heartbeat (ms since the epoch).
     pub last_heartbeat_ms: Option<f64>,
 }

@@ -52,8 +52,8 @@ impl Worker {
         self.child.as_ref().map(|c| c.id()).unwrap_or_default()
     }
 
-    /// Whether `identity` (a task's worker in a history: `cutover-worker@HOST:PID:START`) is
-    /// this worker's current process.
+    /// Whether `identity` (a task's worker in a history:
+    /// `cutover-worker@HOST:BOOT:PIDNS:PID:START`) is this worker's current process.
     pub fn is(&self, identity: &str) -> bool {
         let pid = identity.rsplit(':').nth(1);
         pid.and_then(|p| p.parse::<u32>().ok()) == Some(self.pid())

@@ -349,18 +349,55 @@ pub const WORKER_GONE: &str = "WorkerGone";
 pub mod liveness {
     const PREFIX: &str = "cutover-worker@";
 
-    /// This process's identity: `cutover-worker@HOST:BOOT:PIDNS:PID:START` — the host's name
-    /// and boot id, the pid namespace, the pid and the process's start time (clock ticks after
-    /// boot): one process, even when a restarted container reuses the pid. Without `/proc` (or
-    /// a host name) it is `cutover-worker@PID`, which [`gone`] never reads as dead.
-    pub fn identity() -> String {
-        let pid = std::process::id();
-        match (host(), boot(), pid_namespace(), started(pid)) {
-            (Some(host), Some(boot), Some(ns), Some(start)) => {
-                format!("{PREFIX}{host}:{boot}:{ns}:{pid}:{start}")
-            }
-            _ => format!("{PREFIX}{pid}"),
+    /// One process: the host's name and boot id, the pid namespace, the pid and the process's
+    /// start time (clock ticks after boot) — one process even when a restarted container reuses
+    /// the pid.
+    #[derive(PartialEq)]
+    struct Process<'a> {
+        host: &'a str,
+        boot: &'a str,
+        ns: &'a str,
+        pid: u32,
+        start: u64,
+    }
+
+    impl<'a> Process<'a> {
+        /// `HOST:BOOT:PIDNS:PID:START` after the prefix.
+        fn parse(identity: &'a str) -> Option<Self> {
+            let rest = identity.strip_prefix(PREFIX)?;
+            let parts: Vec<&str> = rest.rsplitn(5, ':').collect();
+            let [start, pid, ns, boot, host] = parts[..] else {
+                return None;
+            };
+            Some(Self {
+                host,
+                boot,
+                ns,
+                pid: pid.parse().ok()?,
+                start: start.parse().ok()?,
+            })
         }
+    }
+
+    /// This process's identity, read from `/proc` once.
+    fn this() -> &'static str {
+        static THIS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        THIS.get_or_init(|| {
+            let pid = std::process::id();
+            match (host(), boot(), pid_namespace(), started(pid)) {
+                (Some(host), Some(boot), Some(ns), Some(start)) => {
+                    format!("{PREFIX}{host}:{boot}:{ns}:{pid}:{start}")
+                }
+                _ => format!("{PREFIX}{pid}"),
+            }
+        })
+    }
+
+    /// This process's identity: `cutover-worker@HOST:BOOT:PIDNS:PID:START` ([`Process`]).
+    /// Without `/proc` (or a host name) it is `cutover-worker@PID`, which [`gone`] never reads
+    /// as dead.
+    pub fn identity() -> String {
+        this().to_owned()
     }
 
     /// Whether `identity` names a cutover worker that certainly no longer runs: same host name,
@@ -370,27 +407,17 @@ pub mod liveness {
     /// another boot or pid namespace, an identity it cannot read — is left to the attempt's
     /// heartbeat timeout.
     pub fn gone(identity: &str) -> bool {
-        let Some(rest) = identity.strip_prefix(PREFIX) else {
+        let (Some(other), Some(me)) = (Process::parse(identity), Process::parse(this())) else {
             return false;
         };
-        let parts: Vec<&str> = rest.rsplitn(5, ':').collect();
-        let [start, pid, ns, boot_id, host_name] = parts[..] else {
-            return false;
-        };
-        let (Ok(start), Ok(pid)) = (start.parse::<u64>(), pid.parse::<u32>()) else {
-            return false;
-        };
-        if Some(host_name) != host().as_deref()
-            || Some(boot_id) != boot().as_deref()
-            || Some(ns) != pid_namespace().as_deref()
-        {
+        if (other.host, other.boot, other.ns) != (me.host, me.boot, me.ns) || other == me {
             return false;
         }
-        match signal_zero(pid) {
+        match signal_zero(other.pid) {
             Alive::No => true,
             // Another process may have taken the pid: the start time tells them apart, when
             // it can be read.
-            Alive::Yes => started(pid).is_some_and(|s| s != start),
+            Alive::Yes => started(other.pid).is_some_and(|s| s != other.start),
             Alive::NotMine => false,
         }
     }
