@@ -51,18 +51,23 @@ if [ ! -f "$out/stages/pod-ready.yaml" ]; then
   chmod u+w "$out/stages"/*.yaml
 fi
 
-# CRDs of the canary routers, installed in the test cluster: Gateway API (standard channel)
-# and Istio, from the module sources pinned in tools/crds/go.mod.
-if [ ! -f "$out/crds/istio.yaml" ]; then
+# CRDs of the canary routers, installed in the test cluster: Gateway API (standard channel, the
+# version the test gateway, Traefik, is built against) and Istio, from the module sources pinned
+# in tools/crds/go.mod. The marker names the Gateway API version, so a new pin re-copies them.
+GATEWAY_API_VERSION=$(cd tools/crds && go list -m -f '{{.Version}}' sigs.k8s.io/gateway-api)
+if [ ! -f "$out/crds/.gateway-api-$GATEWAY_API_VERSION" ] || [ ! -f "$out/crds/istio.yaml" ]; then
+  rm -rf "$out/crds"
   mkdir -p "$out/crds"
   gw=$(cd tools/crds && go mod download sigs.k8s.io/gateway-api && go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)
   istio=$(cd tools/crds && go mod download istio.io/api && go list -m -f '{{.Dir}}' istio.io/api)
-  for f in gatewayclasses gateways httproutes referencegrants; do
-    cp "$gw/config/crd/standard/gateway.networking.k8s.io_$f.yaml" "$out/crds/gateway-$f.yaml"
+  for f in "$gw"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+    b=$(basename "$f" .yaml)
+    cp "$f" "$out/crds/gateway-${b#gateway.networking.k8s.io_}.yaml"
   done
   cp "$istio/kubernetes/customresourcedefinitions.gen.yaml" "$out/crds/istio.yaml.tmp"
   chmod u+w "$out/crds"/*
   mv "$out/crds/istio.yaml.tmp" "$out/crds/istio.yaml"
+  touch "$out/crds/.gateway-api-$GATEWAY_API_VERSION"
 fi
 
 if [ ! -x "$out/kubectl" ]; then

@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 export CUTOVER_TEMPORAL="${CUTOVER_TEMPORAL:-$(scripts/install-tools.sh | tail -n 1)}"
 # The Kubernetes control plane for the kubernetes tests (built once from Go modules, cached).
 export CUTOVER_K8S_BIN="${CUTOVER_K8S_BIN:-$(scripts/k8s-build.sh | tail -n 1)}"
+# The test gateway (Traefik) and a Prometheus with Kubernetes service discovery, for the same
+# tests (built once from Go modules, cached).
+export CUTOVER_GATEWAY_BIN="${CUTOVER_GATEWAY_BIN:-$(scripts/gateway-build.sh | tail -n 1)}"
+export CUTOVER_PROMETHEUS_BIN="${CUTOVER_PROMETHEUS_BIN:-$(scripts/prometheus-build.sh | tail -n 1)}"
 # The S3-compatible server for the migration tests (built once with cargo install, cached).
 export CUTOVER_S3S_FS="${CUTOVER_S3S_FS:-$(scripts/s3-build.sh | tail -n 1)}"
 cargo build --bins

@@ -9,14 +9,17 @@
 use crate::checks::{self, FAILED, INCONCLUSIVE, PASSED};
 use crate::error::Failure;
 use crate::platform::Platform;
-use proto::{AnalysisRequest, AnalysisResult, MetricsSnapshot, ServiceAnalysis, Thresholds};
+use proto::{
+    AnalysisRequest, AnalysisResult, CheckResult, MetricsSnapshot, ServiceAnalysis, Thresholds,
+};
 use std::time::Duration;
 
-pub const DEFAULT_REQUESTS_QUERY: &str =
-    r#"sum(rate(http_requests_total{service="{service}",color="{color}"}[{window}]))"#;
-pub const DEFAULT_ERRORS_QUERY: &str =
-    r#"sum(rate(http_requests_total{service="{service}",color="{color}",code=~"5.."}[{window}]))"#;
-pub const DEFAULT_P95_QUERY: &str = r#"histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{service="{service}",color="{color}"}[{window}])))"#;
+// `namespace="{namespace}"`: on Kubernetes the pods' series carry their namespace (Prometheus'
+// service discovery adds it); on the local platform {namespace} is empty, which matches series
+// without the label.
+pub const DEFAULT_REQUESTS_QUERY: &str = r#"sum(rate(http_requests_total{namespace="{namespace}",service="{service}",color="{color}"}[{window}]))"#;
+pub const DEFAULT_ERRORS_QUERY: &str = r#"sum(rate(http_requests_total{namespace="{namespace}",service="{service}",color="{color}",code=~"5.."}[{window}]))"#;
+pub const DEFAULT_P95_QUERY: &str = r#"histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{namespace="{namespace}",service="{service}",color="{color}"}[{window}])))"#;
 
 fn outcome_of(services: &[ServiceAnalysis]) -> String {
     if services.iter().any(|s| s.outcome == FAILED) {
@@ -175,11 +178,91 @@ pub async fn instant(http: &reqwest::Client, base: &str, q: &str) -> Result<Opti
     Ok(value)
 }
 
-fn fill(t: &str, default: &str, service: &str, color: &str, window: u64) -> String {
+fn fill(t: &str, default: &str, service: &str, color: &str, window: u64, ns: &str) -> String {
     let t = if t.is_empty() { default } else { t };
     t.replace("{service}", service)
         .replace("{color}", color)
         .replace("{window}", &format!("{window}s"))
+        .replace("{namespace}", ns)
+}
+
+/// The post-switch window judged by the metrics source (Kubernetes): per service, the live
+/// colour's error ratio, p95 and request count over the provider's window. No provider, no data
+/// or too little traffic is inconclusive, never healthy. A failure names the ratio and the query.
+pub async fn window(http: &reqwest::Client, req: &proto::WindowCheckRequest) -> Vec<CheckResult> {
+    let platform = req.platform.clone().unwrap_or_default();
+    let provider = platform.analysis.clone().unwrap_or_default();
+    if provider.kind != "prometheus" {
+        return req
+            .services
+            .iter()
+            .map(|s| CheckResult {
+                name: "validation".into(),
+                service: s.clone(),
+                color: req.color.clone(),
+                outcome: INCONCLUSIVE.into(),
+                detail: format!(
+                    "no metrics source (analysis provider {:?}): set canary.provider = \"prometheus\"",
+                    provider.kind
+                ),
+                ..Default::default()
+            })
+            .collect();
+    }
+    let other = workflows::release::Colour::parse(&req.color)
+        .map(|c| c.other().as_str())
+        .unwrap_or("blue");
+    let areq = AnalysisRequest {
+        platform: Some(platform.clone()),
+        provider: Some(provider.clone()),
+        services: req.services.clone(),
+        stable_color: other.into(),
+        canary_color: req.color.clone(),
+        thresholds: req.thresholds,
+        ..Default::default()
+    };
+    let result = prometheus(http, &provider, &areq).await;
+    let window = provider.window_secs.max(2);
+    result
+        .services
+        .into_iter()
+        .map(|s| {
+            let q =
+                |t: &str, d: &str| fill(t, d, &s.service, &req.color, window, &platform.namespace);
+            let detail = if s.outcome == FAILED {
+                let query = if s.detail.contains("p95") && !s.detail.contains("error ratio") {
+                    q(&provider.p95_query, DEFAULT_P95_QUERY)
+                } else {
+                    q(&provider.errors_query, DEFAULT_ERRORS_QUERY)
+                };
+                let detail = s.detail.split("; canary share").next().unwrap_or_default();
+                let ratio = if detail.contains("error ratio") {
+                    String::new()
+                } else {
+                    format!(
+                        " (error ratio {:.2}% of {:.0} requests)",
+                        s.error_ratio * 100.0,
+                        s.canary_requests
+                    )
+                };
+                format!("{detail}{ratio} over {window}s; query: {query}")
+            } else {
+                s.detail
+                    .split("; canary share")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            CheckResult {
+                name: "validation".into(),
+                service: s.service,
+                color: req.color.clone(),
+                outcome: s.outcome,
+                detail: format!("metrics: {detail}"),
+                ..Default::default()
+            }
+        })
+        .collect()
 }
 
 async fn prometheus(
@@ -191,7 +274,12 @@ async fn prometheus(
     let window = p.window_secs.max(2);
     // Every query of every service at once: the analysis takes one round trip, not sixteen.
     let per_service = req.services.iter().map(|name| async move {
-        let q = |t: &str, d: &str, color: &str| fill(t, d, name, color, window);
+        let ns = req
+            .platform
+            .as_ref()
+            .map(|p| p.namespace.as_str())
+            .unwrap_or_default();
+        let q = |t: &str, d: &str, color: &str| fill(t, d, name, color, window, ns);
         let (qc, qs, qe, qp) = (
             q(&p.requests_query, DEFAULT_REQUESTS_QUERY, &req.canary_color),
             q(&p.requests_query, DEFAULT_REQUESTS_QUERY, &req.stable_color),

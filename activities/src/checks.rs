@@ -42,6 +42,9 @@ pub async fn smoke(
         passed: true,
         results: Vec::new(),
     };
+    let names: Vec<String> = req.services.iter().map(|s| s.name.clone()).collect();
+    let client = platform.check_client(http, &names)?;
+    let http = &client;
     for svc in &req.services {
         let eps = endpoints(platform, svc, &req.color).await?;
         let mut paths = vec![svc.health_path.clone(), svc.readiness_path.clone()];
@@ -120,6 +123,9 @@ pub async fn performance<F: Future<Output = ()>>(
         passed: true,
         results: Vec::new(),
     };
+    let names: Vec<String> = req.services.iter().map(|s| s.name.clone()).collect();
+    let client = platform.check_client(http, &names)?;
+    let http = &client;
     if perf.requests == 0 {
         return Ok(report);
     }

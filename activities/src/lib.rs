@@ -400,7 +400,7 @@ impl CutoverActivities {
     ) -> Result<CheckReport, ActivityError> {
         live(&ctx, "validation window", async {
             let platform = self.platform(req.platform.as_ref()).await?;
-            platform.check_window(&req).await
+            platform.check_window(&self.http, &req).await
         })
         .await
     }

@@ -125,8 +125,14 @@ impl Platform {
         }
     }
 
-    /// One judgement of the post-switch window.
-    pub async fn check_window(&self, req: &WindowCheckRequest) -> Result<CheckReport, Failure> {
+    /// One judgement of the post-switch window. Kubernetes: the metrics source's verdict per
+    /// service (error ratio, p95, minimum requests of the live colour) and the pods' health; a
+    /// failure of either fails the check.
+    pub async fn check_window(
+        &self,
+        http: &reqwest::Client,
+        req: &WindowCheckRequest,
+    ) -> Result<CheckReport, Failure> {
         match self {
             Platform::Local(p) => {
                 let now = p.snapshot(&req.color, &req.services).await?;
@@ -134,22 +140,37 @@ impl Platform {
             }
             Platform::Kubernetes(p) => {
                 let health = p.health(&req.color, &req.services).await?;
-                let results: Vec<CheckResult> = health
-                    .into_iter()
-                    .map(|(service, ok, detail)| CheckResult {
-                        name: "validation".into(),
-                        service,
-                        color: req.color.clone(),
-                        outcome: if ok { "passed" } else { "failed" }.into(),
-                        detail: format!("health: {detail}"),
-                        ..Default::default()
-                    })
-                    .collect();
+                let mut results = crate::analysis::window(http, req).await;
+                for (service, ok, detail) in health {
+                    if !ok {
+                        results.push(CheckResult {
+                            name: "validation".into(),
+                            service,
+                            color: req.color.clone(),
+                            outcome: "failed".into(),
+                            detail: format!("health: {detail}"),
+                            ..Default::default()
+                        });
+                    }
+                }
                 Ok(CheckReport {
                     passed: results.iter().all(|r| r.outcome == "passed"),
                     results,
                 })
             }
+        }
+    }
+
+    /// The client the checks use: on Kubernetes with a `gateway_address`, one that reaches the
+    /// services' preview hosts at that address (as DNS would in the cluster).
+    pub fn check_client(
+        &self,
+        shared: &reqwest::Client,
+        services: &[String],
+    ) -> Result<reqwest::Client, Failure> {
+        match self {
+            Platform::Kubernetes(p) => p.check_client(shared, services),
+            Platform::Local(_) => Ok(shared.clone()),
         }
     }
 

@@ -7,7 +7,8 @@
 //! v4@order-execution=live_error_rate:0.05;v5=latency_ms:800,slow_start_ms:2000
 //! ```
 //!
-//! Knobs: `latency_ms`, `error_rate` (all requests), `live_error_rate` (only requests without the
+//! Knobs: `latency_ms`, `live_latency_ms` (only real traffic, as below), `error_rate` (all
+//! requests), `live_error_rate` (only requests without the
 //! `x-cutover-check` header, i.e. real traffic rather than cutover's own checks), `slow_start_ms`,
 //! `crash_after_ms`, `never_ready` (1 or true).
 
@@ -19,6 +20,7 @@ pub use wire::CHECK_HEADER;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Faults {
     pub latency: Duration,
+    pub live_latency: Duration,
     pub error_rate: f64,
     pub live_error_rate: f64,
     pub slow_start: Duration,
@@ -35,7 +37,7 @@ pub enum FaultsError {
     #[error("JTS_FAULTS knob {knob:?} has invalid value {value:?}")]
     BadValue { knob: String, value: String },
     #[error(
-        "JTS_FAULTS knob {0:?} is unknown (known: latency_ms, error_rate, live_error_rate, slow_start_ms, crash_after_ms, never_ready)"
+        "JTS_FAULTS knob {0:?} is unknown (known: latency_ms, live_latency_ms, error_rate, live_error_rate, slow_start_ms, crash_after_ms, never_ready)"
     )]
     UnknownKnob(String),
 }
@@ -84,6 +86,7 @@ fn parse_knobs(knobs: &str) -> Result<Faults, FaultsError> {
         };
         match name {
             "latency_ms" => f.latency = ms()?,
+            "live_latency_ms" => f.live_latency = ms()?,
             "error_rate" => f.error_rate = ratio()?,
             "live_error_rate" => f.live_error_rate = ratio()?,
             "slow_start_ms" => f.slow_start = ms()?,
@@ -110,13 +113,14 @@ mod tests {
 
     #[test]
     fn service_specific_entry_wins() {
-        let spec = "v3=error_rate:1.0; v3@order-execution=live_error_rate:0.05,latency_ms:20";
+        let spec = "v3=error_rate:1.0; v3@order-execution=live_error_rate:0.05,latency_ms:20,live_latency_ms:700";
         let general = faults_for(spec, "api-gateway", "v3").unwrap();
         assert_eq!(general.error_rate, 1.0);
         let specific = faults_for(spec, "order-execution", "v3").unwrap();
         assert_eq!(specific.error_rate, 0.0);
         assert_eq!(specific.live_error_rate, 0.05);
         assert_eq!(specific.latency, Duration::from_millis(20));
+        assert_eq!(specific.live_latency, Duration::from_millis(700));
         assert_eq!(
             faults_for(spec, "api-gateway", "v2").unwrap(),
             Faults::default()

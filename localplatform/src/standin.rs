@@ -77,6 +77,9 @@ impl Standin {
         if !self.faults.latency.is_zero() {
             tokio::time::sleep(self.faults.latency).await;
         }
+        if !is_check && !self.faults.live_latency.is_zero() {
+            tokio::time::sleep(self.faults.live_latency).await;
+        }
         let n = self.served.fetch_add(1, Ordering::Relaxed);
         let live_fail = !is_check
             && nth_fails(

@@ -1,7 +1,15 @@
-//! A real Kubernetes control plane for tests, without kubelets: etcd, kube-apiserver,
-//! kube-controller-manager and kube-scheduler built from the published Go modules
-//! (scripts/k8s-build.sh), and kwok making pods Running/Ready. One per test process, started
-//! on first use; each test gets its own namespace.
+//! A real Kubernetes control plane for tests: etcd, kube-apiserver, kube-controller-manager and
+//! kube-scheduler built from the published Go modules (scripts/k8s-build.sh); kwok scheduling pods
+//! onto a node; the fake kubelet ([`crate::kubelet`]) running a real `jts-standin` per pod; the
+//! fake kube-proxy ([`crate::kubeproxy`]) serving Service ClusterIPs; and a real gateway, Traefik
+//! (scripts/gateway-build.sh), as the Gateway API implementation and Ingress controller, sending
+//! real requests to those pods. One per test process, started on first use; each test gets its
+//! own namespace. Istio's CRDs are installed for read-back only (no data plane here).
+//!
+//! Addresses: all traffic stays in 127.0.0.0/8. Service ClusterIPs come from 127.96.0.0/16. The
+//! API server refuses loopback addresses in EndpointSlices, so pods are given 10.244.x.y by kwok
+//! as their names in the API and serve at the loopback mirror 127.244.x.y
+//! ([`loopback_mirror`]); nothing ever connects to a 10.x address.
 //!
 //! The processes are children of a thread that lives as long as the test process, with
 //! PR_SET_PDEATHSIG, so they end with it.
@@ -20,6 +28,47 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     pub server: String,
     pub bin_dir: PathBuf,
+    /// The cluster's CA and the admin's client certificate (for Prometheus' service discovery).
+    pub ca: PathBuf,
+    pub admin_cert: PathBuf,
+    pub admin_key: PathBuf,
+    pub gateway: GatewayInfo,
+}
+
+/// The shared Gateway every test's HTTPRoutes attach to, and where Traefik listens.
+#[derive(Clone, Debug)]
+pub struct GatewayInfo {
+    pub name: String,
+    pub namespace: String,
+    /// host:port of the Gateway's HTTP listener (Traefik's `web` entry point) on 127.0.0.1.
+    pub http: String,
+    /// host:port of Traefik's metrics and ping entry point.
+    pub metrics: String,
+}
+
+pub const TRAEFIK_VERSION: &str = "v3.6.12";
+
+/// The loopback address where the test bed serves an address the API holds: 10.a.b.c →
+/// 127.a.b.c (pods, the gateway's metrics endpoint); a 127.x address is itself. None for any
+/// other address, which the test bed never connects to.
+pub fn loopback_mirror(ip: &str) -> Option<std::net::Ipv4Addr> {
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let [a, b, c, d] = ip.octets();
+    (a == 10 || a == 127).then(|| std::net::Ipv4Addr::new(127, b, c, d))
+}
+
+/// Where scripts/gateway-build.sh put Traefik (CUTOVER_GATEWAY_BIN overrides).
+pub fn traefik_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CUTOVER_GATEWAY_BIN") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+    cache
+        .join("cutover-testbin")
+        .join(format!("traefik-{TRAEFIK_VERSION}"))
+        .join("traefik")
 }
 
 fn repo_root() -> PathBuf {
@@ -147,7 +196,7 @@ fn start(children: &mut Vec<Child>) -> Cluster {
             format!("--tls-private-key-file={}", p("apiserver.key")),
             format!("--client-ca-file={}", p("ca.crt")),
             "--authorization-mode=RBAC".into(),
-            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            "--service-cluster-ip-range=127.96.0.0/16".into(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             format!("--service-account-key-file={}", p("sa.pub")),
             format!("--service-account-signing-key-file={}", p("sa.key")),
@@ -186,11 +235,22 @@ current-context: test
         ),
     )
     .unwrap();
-    let c = Cluster {
+    let web_port = free_port();
+    let mut c = Cluster {
         dir: dir.clone(),
         kubeconfig: kubeconfig.clone(),
         server,
         bin_dir: bin_dir.clone(),
+        ca: pki.join("ca.crt"),
+        admin_cert: pki.join("admin.crt"),
+        admin_key: pki.join("admin.key"),
+        gateway: GatewayInfo {
+            name: "jts".into(),
+            namespace: "jts-gateway".into(),
+            http: format!("127.0.0.1:{web_port}"),
+            // The API names it 10.255.0.1 (an EndpointSlice cannot hold 127.x); its mirror.
+            metrics: format!("127.255.0.1:{}", free_port()),
+        },
     };
     wait_until("kube-apiserver /readyz", Duration::from_secs(90), || {
         c.kubectl(&["get", "--raw", "/readyz"]).status.success()
@@ -227,7 +287,8 @@ current-context: test
         ],
     );
 
-    // kwok: upstream stages (node initialise/heartbeat, pod ready/complete/delete) plus ours.
+    // kwok: upstream node stages (initialise, heartbeat) and pod-complete (Jobs), plus our
+    // pod-running stage; readiness and deletion of pods are the fake kubelet's.
     let mut stages = String::from(
         "apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
@@ -246,16 +307,14 @@ options:
     for f in [
         "node-initialize.yaml",
         "node-heartbeat-with-lease.yaml",
-        "pod-ready.yaml",
         "pod-complete.yaml",
-        "pod-delete.yaml",
     ] {
         stages.push_str("---\n");
         stages.push_str(&std::fs::read_to_string(bin_dir.join("stages").join(f)).unwrap());
     }
     stages.push_str("---\n");
     stages.push_str(
-        &std::fs::read_to_string(repo_root().join("tests/kwok/pod-never-ready.yaml")).unwrap(),
+        &std::fs::read_to_string(repo_root().join("tests/kwok/pod-running.yaml")).unwrap(),
     );
     let kwok_config = dir.join("kwok.yaml");
     std::fs::write(&kwok_config, stages).unwrap();
@@ -275,14 +334,13 @@ options:
 
     let node = repo_root().join("tests/kwok/node.yaml");
     c.kubectl_ok(&["apply", "-f", &node.display().to_string()]);
-    for crd in [
-        "gateway-gatewayclasses.yaml",
-        "gateway-gateways.yaml",
-        "gateway-httproutes.yaml",
-        "gateway-referencegrants.yaml",
-        "istio.yaml",
-    ] {
-        let f = bin_dir.join("crds").join(crd);
+    let mut crds: Vec<PathBuf> = std::fs::read_dir(bin_dir.join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    crds.sort();
+    for f in &crds {
         c.kubectl_ok(&["apply", "--server-side", "-f", &f.display().to_string()]);
     }
     wait_until("node kwok-node-0 Ready", Duration::from_secs(60), || {
@@ -301,13 +359,189 @@ options:
             "wait",
             "--for=condition=Established",
             "crd/httproutes.gateway.networking.k8s.io",
+            "crd/gateways.gateway.networking.k8s.io",
+            "crd/backendtlspolicies.gateway.networking.k8s.io",
             "crd/virtualservices.networking.istio.io",
             "--timeout=5s",
         ])
         .status
         .success()
     });
+    crate::kubelet::start(&kubeconfig, &dir);
+    crate::kubeproxy::start(&kubeconfig);
+    start_gateway(children, &mut c, &pki);
     c
+}
+
+/// Traefik as the Gateway API implementation (and Ingress controller for class `nginx`, the JTS
+/// ingress's), authenticated with a ServiceAccount token, and the shared `jts` Gateway in
+/// `jts-gateway` whose listener is Traefik's `web` entry point, open to routes of every
+/// namespace. Its metrics are published as the `traefik-metrics` Service (an EndpointSlice on
+/// 127.0.0.1), so Prometheus finds them by Kubernetes service discovery as in a cluster.
+fn start_gateway(children: &mut Vec<Child>, c: &mut Cluster, pki: &Path) {
+    let traefik = traefik_bin();
+    assert!(
+        traefik.exists(),
+        "{} is missing: run scripts/gateway-build.sh (it builds and caches Traefik)",
+        traefik.display()
+    );
+    let g = c.gateway.clone();
+    let web_port = g.http.rsplit_once(':').unwrap().1.to_owned();
+    let metrics_port = g.metrics.rsplit_once(':').unwrap().1;
+    let metrics_ip = g
+        .metrics
+        .split(':')
+        .next()
+        .unwrap()
+        .replacen("127.", "10.", 1);
+    let setup = format!(
+        "apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: traefik
+  namespace: {ns}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: traefik-test-gateway
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: cluster-admin
+subjects:
+- kind: ServiceAccount
+  name: traefik
+  namespace: {ns}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: traefik
+spec:
+  controllerName: traefik.io/gateway-controller
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  gatewayClassName: traefik
+  listeners:
+  - name: web
+    protocol: HTTP
+    port: {web_port}
+    allowedRoutes:
+      namespaces:
+        from: All
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: traefik-metrics
+  namespace: {ns}
+  labels:
+    app.kubernetes.io/name: traefik
+spec:
+  clusterIP: None
+  ports:
+  - name: metrics
+    port: {metrics_port}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: traefik-metrics
+  namespace: {ns}
+  labels:
+    kubernetes.io/service-name: traefik-metrics
+    app.kubernetes.io/name: traefik
+addressType: IPv4
+ports:
+- name: metrics
+  port: {metrics_port}
+  protocol: TCP
+endpoints:
+- addresses: [\"{metrics_ip}\"]
+  conditions:
+    ready: true
+",
+        ns = g.namespace,
+        name = g.name,
+    );
+    let out = c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &setup);
+    assert!(
+        out.status.success(),
+        "gateway setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = c
+        .kubectl_ok(&[
+            "-n",
+            &g.namespace,
+            "create",
+            "token",
+            "traefik",
+            "--duration=48h",
+        ])
+        .trim()
+        .to_owned();
+    let ca = pki.join("ca.crt").display().to_string();
+    let mut args = vec![
+        format!("--entryPoints.web.address={}", g.http),
+        format!("--entryPoints.traefik.address={}", g.metrics),
+        "--ping=true".into(),
+        "--ping.entryPoint=traefik".into(),
+        "--metrics.prometheus=true".into(),
+        "--metrics.prometheus.entryPoint=traefik".into(),
+        "--metrics.prometheus.addServicesLabels=true".into(),
+        "--metrics.prometheus.addRoutersLabels=true".into(),
+        // Traefik applies at most one new configuration per throttle period (default 2 s): the
+        // four services' switch would reach clients up to 2 s apart. k8s/README.md says the same.
+        "--providers.providersThrottleDuration=100ms".into(),
+        // The Services' ClusterIPs (the fake kube-proxy), a new connection per request: each
+        // request goes to an endpoint ready at that moment (see crate::kubeproxy).
+        "--serversTransport.maxIdleConnsPerHost=-1".into(),
+        "--global.checkNewVersion=false".into(),
+        "--global.sendAnonymousUsage=false".into(),
+        "--log.level=INFO".into(),
+    ];
+    for p in ["kubernetesgateway", "kubernetesingress"] {
+        args.push(format!("--providers.{p}=true"));
+        args.push(format!("--providers.{p}.endpoint={}", c.server));
+        args.push(format!("--providers.{p}.token={token}"));
+        args.push(format!("--providers.{p}.certAuthFilePath={ca}"));
+        args.push(format!("--providers.{p}.nativeLBByDefault=true"));
+    }
+    args.push("--providers.kubernetesingress.ingressClass=nginx".into());
+    spawn(children, &c.dir, "traefik", &traefik, &args);
+    let ping = g.metrics.clone();
+    wait_until("traefik /ping", Duration::from_secs(60), || {
+        crate::blocking::Client::new().status(&format!("http://{ping}/ping")) == Some(200)
+    });
+    wait_until(
+        "Gateway jts accepted by Traefik",
+        Duration::from_secs(60),
+        || {
+            c.kubectl(&[
+                "-n",
+                &g.namespace,
+                "get",
+                "gateway",
+                &g.name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Programmed\")].status}",
+            ])
+            .stdout
+                == b"True"
+        },
+    );
 }
 
 impl Cluster {

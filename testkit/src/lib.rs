@@ -14,12 +14,14 @@
 pub mod cluster;
 pub mod db;
 pub mod faultproxy;
+pub mod kubelet;
+pub mod kubeproxy;
 mod load;
 pub mod prom;
 mod temporal;
 mod worker;
 
-pub use load::{Load, LoadStats};
+pub use load::{Answer, GatewayLoad, Load, LoadStats};
 pub use temporal::{RunningActivity, Temporal};
 pub use worker::Worker;
 
@@ -127,12 +129,17 @@ pub fn die_with_parent(cmd: &mut Command) {
 }
 
 fn kill(child: &mut Child, signal: i32) {
+    send_signal(child, signal);
+    let _ = child.wait();
+}
+
+/// Sends a signal to our own child without waiting for it.
+pub(crate) fn send_signal(child: &Child, signal: i32) {
     #[allow(unsafe_code)]
     // SAFETY: signals our own child; no memory is touched.
     unsafe {
         libc::kill(child.id() as i32, signal);
     }
-    let _ = child.wait();
 }
 
 pub struct Platform {
@@ -143,6 +150,26 @@ pub struct Platform {
 }
 
 /// A tiny blocking HTTP helper over a private tokio runtime (tests are plain threads).
+/// One GET through the gateway at `gateway` (host:port on 127.0.0.0/8) for `host`: its status,
+/// or None when nothing answered.
+pub fn gateway_get(gateway: &str, host: &str, path: &str) -> Option<u16> {
+    assert!(gateway.starts_with("127."), "loopback only: {gateway}");
+    let (url, host) = (format!("http://{gateway}{path}"), host.to_owned());
+    blocking::rt().block_on(async move {
+        let c = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .ok()?;
+        c.get(&url)
+            .header("host", host)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    })
+}
+
 pub mod blocking {
     use std::sync::OnceLock;
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -176,6 +203,13 @@ pub mod blocking {
             let c = self.0.clone();
             let url = url.to_owned();
             rt().block_on(async move { c.get(&url).send().await.unwrap().json().await.unwrap() })
+        }
+
+        /// The status code of a GET, or None when nothing answered.
+        pub fn status(&self, url: &str) -> Option<u16> {
+            let c = self.0.clone();
+            let url = url.to_owned();
+            rt().block_on(async move { c.get(&url).send().await.ok().map(|r| r.status().as_u16()) })
         }
     }
 

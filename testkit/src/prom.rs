@@ -6,8 +6,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
+/// Prometheus with Kubernetes service discovery, built by scripts/prometheus-build.sh
+/// (CUTOVER_PROMETHEUS_BIN overrides); Debian's package has no Kubernetes discovery.
+pub fn kubernetes_prometheus_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CUTOVER_PROMETHEUS_BIN") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+    cache
+        .join("cutover-testbin")
+        .join("prometheus-v0.316.0")
+        .join("prometheus")
+}
+
 pub struct Prometheus {
     child: Option<Child>,
+    program: PathBuf,
     pub port: u16,
     pub url: String,
     dir: PathBuf,
@@ -41,6 +57,7 @@ impl Prometheus {
         let port = free_port();
         let mut p = Self {
             child: None,
+            program: PathBuf::from("prometheus"),
             port,
             url: format!("http://127.0.0.1:{port}"),
             dir,
@@ -50,9 +67,99 @@ impl Prometheus {
         p
     }
 
+    /// Prometheus as it runs in a cluster: targets found by `kubernetes_sd_configs` against the
+    /// test API server — the JTS pods (their `http` port, labelled with namespace and pod) and
+    /// the gateway (the `traefik-metrics` Service's endpoints), scraped every second, each at the
+    /// loopback mirror of its address (10.x in the API, 127.x here); nothing else is kept.
+    pub fn start_kubernetes(dir: &Path, c: &crate::cluster::Cluster) -> Self {
+        let dir = dir.join("prometheus");
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let sd = |role: &str, extra: &str| {
+            format!(
+                "    kubernetes_sd_configs:
+      - role: {role}
+        api_server: {server}
+        tls_config:
+          ca_file: {ca}
+          cert_file: {cert}
+          key_file: {key}
+{extra}",
+                server = c.server,
+                ca = c.ca.display(),
+                cert = c.admin_cert.display(),
+                key = c.admin_key.display(),
+            )
+        };
+        let cfg = format!(
+            "global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: jts-pods
+{pods}    relabel_configs:
+      - source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_part_of]
+        regex: jts
+        action: keep
+      - source_labels: [__meta_kubernetes_pod_container_port_name]
+        regex: http
+        action: keep
+      # Pods are named 10.x in the API and serve at their loopback mirror 127.x.
+      - source_labels: [__address__]
+        regex: '10\\.(\\d+\\.\\d+\\.\\d+):(\\d+)'
+        replacement: '127.$1:$2'
+        target_label: __address__
+      - source_labels: [__address__]
+        regex: '127\\..*'
+        action: keep
+      - source_labels: [__meta_kubernetes_namespace]
+        target_label: namespace
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: pod
+  - job_name: gateway
+{gw}    relabel_configs:
+      - source_labels: [__meta_kubernetes_service_name]
+        regex: traefik-metrics
+        action: keep
+      - source_labels: [__address__]
+        regex: '10\\.(\\d+\\.\\d+\\.\\d+):(\\d+)'
+        replacement: '127.$1:$2'
+        target_label: __address__
+      - source_labels: [__address__]
+        regex: '127\\..*'
+        action: keep
+",
+            pods = sd("pod", ""),
+            gw = sd(
+                "endpointslice",
+                &format!(
+                    "        namespaces:\n          names: [{}]\n",
+                    c.gateway.namespace
+                )
+            ),
+        );
+        std::fs::write(dir.join("prometheus.yml"), cfg).unwrap();
+        let port = free_port();
+        let program = kubernetes_prometheus_bin();
+        assert!(
+            program.exists(),
+            "{} is missing: run scripts/prometheus-build.sh (it builds and caches it)",
+            program.display()
+        );
+        let mut p = Self {
+            child: None,
+            program,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            targets: 1,
+        };
+        p.spawn();
+        p
+    }
+
     pub fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.join("prometheus.log")).unwrap();
-        let mut cmd = Command::new("prometheus");
+        let mut cmd = Command::new(&self.program);
         cmd.arg(format!(
             "--config.file={}",
             self.dir.join("prometheus.yml").display()
@@ -69,9 +176,10 @@ impl Prometheus {
             cmd.spawn()
                 .expect("prometheus starts (Debian package prometheus)"),
         );
-        let url = format!("127.0.0.1:{}", self.port);
+        let ready = format!("{}/-/ready", self.url);
+        let client = crate::blocking::Client::new();
         wait_until("prometheus ready", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(&url).is_ok()
+            client.status(&ready) == Some(200)
         });
         // Listening is not scraping (the first scrape can come seconds later): wait until every
         // target has been scraped once, so what the test does next is in the data from its start.

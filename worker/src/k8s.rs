@@ -14,7 +14,8 @@ use workflows::release::{Colour, PlatformKind};
 
 /// Every object of a release on one colour, as YAML documents: per service its Deployment and
 /// PodDisruptionBudget, its active and preview Services (active = `active`, preview = the other
-/// colour), and the ingress.
+/// colour), its live and preview HTTPRoutes when the environment has route hosts, and the
+/// ingress.
 pub fn render(
     cfg: &Config,
     environment: &str,
@@ -69,6 +70,21 @@ pub fn render(
             )
             .map_err(bad)?,
         );
+    }
+    for plan in &req.services {
+        let routes = kubernetes::Routes(&target)
+            .gateway_route_docs(&plan.name)
+            .map_err(bad)?;
+        if !routes.is_empty() {
+            out.push_str(&format!("---\n# {} routes (Gateway API)\n", plan.name));
+        }
+        for (i, r) in routes.iter().enumerate() {
+            if i > 0 {
+                out.push_str("---\n");
+            }
+            out.push_str(&serde_json::to_string_pretty(r).unwrap_or_default());
+            out.push('\n');
+        }
     }
     let vars = BTreeMap::from([
         ("namespace", ns.clone()),

@@ -27,6 +27,7 @@ pub use render::{
     render_text, service_vars,
 };
 pub use rollout::{Rollout, rollout_status};
+pub use routing::Routes;
 
 use crate::error::Failure;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -191,8 +192,55 @@ impl KubePlatform {
             .map_err(|e| kube_failure(e, &format!("read Deployment {name}")))
     }
 
-    /// The preview URL of a service (where checks reach the colour being released).
+    /// A host template ({service}, {namespace}) filled for a service.
+    pub fn host(&self, template: &str, service: &str) -> String {
+        template
+            .replace("{service}", service)
+            .replace("{namespace}", &self.ns)
+    }
+
+    /// The client for the checks: with a `gateway_address`, each service's preview host
+    /// resolves to it (the URL carries its port).
+    pub fn check_client(
+        &self,
+        shared: &reqwest::Client,
+        services: &[String],
+    ) -> Result<reqwest::Client, Failure> {
+        if self.target.preview_host.is_empty() || self.target.gateway_address.is_empty() {
+            return Ok(shared.clone());
+        }
+        let addr: std::net::SocketAddr = self.target.gateway_address.parse().map_err(|_| {
+            Failure::InvalidInput(format!(
+                "gateway_address {:?} is not IP:port",
+                self.target.gateway_address
+            ))
+        })?;
+        let mut b = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .timeout(std::time::Duration::from_secs(10));
+        for s in services {
+            b = b.resolve(&self.host(&self.target.preview_host, s), addr);
+        }
+        b.build()
+            .map_err(|e| Failure::Unavailable(format!("HTTP client for the gateway: {e}")))
+    }
+
+    /// The preview URL of a service (where checks reach the colour being released): its preview
+    /// route through the Gateway when `preview_host` is set, else the `preview_url` template.
     pub fn preview_url(&self, service: &str) -> String {
+        if !self.target.preview_host.is_empty() {
+            let port = self
+                .target
+                .gateway_address
+                .rsplit_once(':')
+                .map(|(_, p)| format!(":{p}"))
+                .unwrap_or_default();
+            return format!(
+                "http://{}{port}",
+                self.host(&self.target.preview_host, service)
+            );
+        }
         let t = if self.target.preview_url.is_empty() {
             "http://{service}-preview.{namespace}.svc.cluster.local"
         } else {

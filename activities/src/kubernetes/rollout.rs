@@ -49,7 +49,7 @@ impl KubePlatform {
                 self.apply(&d, false).await?;
             }
         }
-        Ok(())
+        self.ensure_routes(&names).await
     }
 
     pub async fn scale_color(&self, req: &ColorRequest) -> Result<(), Failure> {
@@ -174,7 +174,11 @@ impl KubePlatform {
     }
 
     /// Moves each named service's active Service to the colour, in the given order. Services
-    /// already there are left alone, so a retry after a crash finishes the rest.
+    /// already there are left alone, so a retry after a crash finishes the rest. Then, for a
+    /// promoted canary: once a service's active Service serves only the new colour, its route's
+    /// canary weight goes back to 0 (all traffic through the active Service, read back), and its
+    /// preview Service stays on the new colour, so no share of the route can follow the old
+    /// colour, which is scaled down next. Otherwise the preview Service points at the other colour.
     pub async fn switch(&self, req: &SwitchRequest) -> Result<SwitchResult, Failure> {
         let before = self.active_selectors(&req.services).await?;
         let abort_after: Option<usize> = std::env::var(FAULT_ABORT_AFTER_SWITCHED)
@@ -184,17 +188,18 @@ impl KubePlatform {
         let mut previous = BTreeMap::new();
         let mut first: Option<Instant> = None;
         let mut last = Instant::now();
+        let mut previews = Vec::new();
         for s in &req.services {
             let was = before.get(s).cloned().flatten().unwrap_or_default();
             previous.insert(s.clone(), was.clone());
+            // [active, preview]: the active one moves now, the preview one after the route.
+            let docs = render_services(s, &self.ns, &req.color, other_color(&req.color))?;
+            previews.push((s.clone(), docs[1..].to_vec()));
             if was == req.color {
                 continue;
             }
-            let docs = render_services(s, &self.ns, &req.color, other_color(&req.color))?;
             let t = Instant::now();
-            for d in &docs {
-                self.apply(d, false).await?;
-            }
+            self.apply(&docs[0], false).await?;
             first.get_or_insert(t);
             last = Instant::now();
             changed.push(s.clone());
@@ -207,12 +212,57 @@ impl KubePlatform {
             }
         }
         let switch_ms = first.map_or(0.0, |f| (last - f).as_secs_f64() * 1000.0);
+        for (s, docs) in previews {
+            if self.current_weight(&s).await?.is_some_and(|w| w > 0) {
+                // A promoted canary: the preview Service already selects this colour. It stays
+                // there (the next release points it at its own colour when that starts), so the
+                // route's preview share never reaches the colour about to retire, however late
+                // the gateway applies the weights going back to the active Service.
+                self.wait_serving_only(&s, &req.color).await?;
+                let w = proto::ServiceWeight {
+                    service: s.clone(),
+                    canary_percent: 0,
+                    ..Default::default()
+                };
+                self.set_weights(&proto::WeightsRequest {
+                    platform: None,
+                    weights: vec![w],
+                    ..Default::default()
+                })
+                .await?;
+                continue;
+            }
+            for d in &docs {
+                self.apply(d, false).await?;
+            }
+        }
         Ok(SwitchResult {
             replayed: changed.is_empty(),
             changed,
             switch_ms,
             previous,
         })
+    }
+
+    /// Waits until `<service>-active` has ready endpoints of `color` and none of the other
+    /// colour (EndpointSlices follow a selector change within moments).
+    async fn wait_serving_only(&self, service: &str, color: &str) -> Result<(), Failure> {
+        let active = format!("{service}-active");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let new = self.ready_endpoints(&active, color).await?;
+            let old = self.ready_endpoints(&active, other_color(color)).await?;
+            if new > 0 && old == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Failure::VerifyFailed(format!(
+                    "{active} still has {old} ready {} endpoint(s) and {new} {color}: the canary route was left as it is",
+                    other_color(color)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Every named active Service selects the colour and has ready endpoints (EndpointSlices

@@ -55,6 +55,8 @@ impl Config {
     }
 
     pub fn platform_target(&self, env: &Environment) -> PlatformTarget {
+        // (The analysis provider rides along so the post-switch window on Kubernetes is judged
+        // by the same metrics source as the canary.)
         let kind = env.platform.kind().as_str().to_owned();
         match &env.platform {
             Platform::Local(l) => PlatformTarget {
@@ -73,6 +75,12 @@ impl Config {
                 } else {
                     k.ingress_host.clone()
                 },
+                analysis: Some(analysis_provider(&env.canary)),
+                gateway_name: k.gateway.clone(),
+                gateway_namespace: k.gateway_namespace.clone(),
+                route_host: k.route_host.clone(),
+                preview_host: k.preview_host.clone(),
+                gateway_address: k.gateway_address.clone(),
                 ..Default::default()
             },
         }
@@ -95,14 +103,7 @@ impl Config {
             share_tolerance_pct: c.share_tolerance_pct,
             thresholds: d.thresholds,
             inconclusive_hold_secs: c.inconclusive_hold_secs,
-            provider: Some(proto::AnalysisProvider {
-                kind: c.provider.clone(),
-                prometheus_url: c.prometheus_url.clone(),
-                window_secs: c.window_secs,
-                requests_query: c.requests_query.clone(),
-                errors_query: c.errors_query.clone(),
-                p95_query: c.p95_query.clone(),
-            }),
+            provider: Some(analysis_provider(c)),
             approval_at_percent: c.approval_at_percent,
             approval: d.approval.clone(),
             timings: d.timings,
@@ -337,6 +338,19 @@ impl Config {
             production: env.production,
             migrate,
         })
+    }
+}
+
+/// The environment's metrics source, as the canary's analysis and (on Kubernetes) the
+/// post-switch window use it.
+fn analysis_provider(c: &super::schema::CanaryCfg) -> proto::AnalysisProvider {
+    proto::AnalysisProvider {
+        kind: c.provider.clone(),
+        prometheus_url: c.prometheus_url.clone(),
+        window_secs: c.window_secs,
+        requests_query: c.requests_query.clone(),
+        errors_query: c.errors_query.clone(),
+        p95_query: c.p95_query.clone(),
     }
 }
 

@@ -183,11 +183,12 @@ pub struct CanaryCfg {
     pub share_tolerance_pct: u32,
     /// Inconclusive analysis holds; after this long it rolls back.
     pub inconclusive_hold_secs: u64,
-    /// "local" (the local router's counters) or "prometheus".
+    /// "local" (the local router's counters) or "prometheus". On Kubernetes it must be
+    /// "prometheus", and it also judges blue-green's post-switch window.
     pub provider: String,
     pub prometheus_url: String,
     pub window_secs: u64,
-    /// PromQL templates ({service}, {color}, {window}); empty: defaults.
+    /// PromQL templates ({service}, {color}, {window}, {namespace}); empty: defaults.
     pub requests_query: String,
     pub errors_query: String,
     pub p95_query: String,
@@ -267,7 +268,7 @@ pub enum Platform {
     /// Real processes behind the local router (the embedded default, the demo).
     Local(LocalPlatformCfg),
     /// Deployments, Services and routes in a Kubernetes namespace.
-    Kubernetes(KubernetesPlatformCfg),
+    Kubernetes(Box<KubernetesPlatformCfg>),
 }
 
 impl Platform {
@@ -316,6 +317,27 @@ pub struct KubernetesPlatformCfg {
     /// Folder of the per-service templates, relative to the configuration file.
     #[serde(default = "default_manifests")]
     pub manifests: String,
+    /// Gateway API: the Gateway the HTTPRoutes attach to, and its namespace (default: the
+    /// environment's namespace).
+    #[serde(default = "default_gateway")]
+    pub gateway: String,
+    #[serde(default)]
+    pub gateway_namespace: String,
+    /// Host template ({service}, {namespace}) of each service's live route through the Gateway
+    /// (to `<service>-active`); empty: routes exist only for canary weights.
+    #[serde(default)]
+    pub route_host: String,
+    /// Host template of each service's preview route (to `<service>-preview`); the checks before
+    /// the switch go through it (it replaces `preview_url`).
+    #[serde(default)]
+    pub preview_host: String,
+    /// host:port where the worker reaches the Gateway for those hosts (default: DNS, port 80).
+    #[serde(default)]
+    pub gateway_address: String,
+}
+
+fn default_gateway() -> String {
+    "jts".into()
 }
 
 fn default_preview_url() -> String {

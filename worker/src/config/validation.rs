@@ -109,6 +109,47 @@ impl Config {
                             format!("{:?}: expected \"gateway\" or \"istio\"", p.canary_routing),
                         ));
                     }
+                    if p.gateway.is_empty() || !is_dns_label(&p.gateway) {
+                        return Err(self.invalid(
+                            key("platform.gateway"),
+                            format!("{:?} is not a Gateway name", p.gateway),
+                        ));
+                    }
+                    if !p.gateway_namespace.is_empty() && !is_dns_label(&p.gateway_namespace) {
+                        return Err(self.invalid(
+                            key("platform.gateway_namespace"),
+                            format!("{:?} is not a namespace", p.gateway_namespace),
+                        ));
+                    }
+                    for (k, t) in [
+                        ("platform.route_host", &p.route_host),
+                        ("platform.preview_host", &p.preview_host),
+                    ] {
+                        let sample = t.replace("{service}", "svc").replace("{namespace}", "ns");
+                        let ok = sample.split('.').all(is_dns_label) && !t.contains("://");
+                        if !t.is_empty() && !ok {
+                            return Err(self.invalid(
+                                key(k),
+                                format!(
+                                    "{t:?} is not a host name template ({{service}}, {{namespace}})"
+                                ),
+                            ));
+                        }
+                    }
+                    if p.route_host.is_empty() != p.preview_host.is_empty() {
+                        return Err(self.invalid(
+                            key("platform.preview_host"),
+                            "route_host and preview_host go together (a live and a preview route per service)",
+                        ));
+                    }
+                    if !p.gateway_address.is_empty()
+                        && p.gateway_address.parse::<std::net::SocketAddr>().is_err()
+                    {
+                        return Err(self.invalid(
+                            key("platform.gateway_address"),
+                            format!("{:?} is not IP:port", p.gateway_address),
+                        ));
+                    }
                     let sample = p
                         .preview_url
                         .replace("{service}", "svc")
@@ -170,6 +211,12 @@ impl Config {
                 return Err(self.invalid(
                     key("canary.provider"),
                     format!("{:?}: expected \"local\" or \"prometheus\"", c.provider),
+                ));
+            }
+            if c.provider == "local" && e.platform.kubernetes().is_some() {
+                return Err(self.invalid(
+                    key("canary.provider"),
+                    "\"local\" reads the local platform's router and cannot judge a Kubernetes environment: set provider = \"prometheus\" and prometheus_url (it judges the canary and the post-switch window)",
                 ));
             }
             if c.provider == "prometheus"
@@ -428,6 +475,53 @@ mod tests {
             e.contains("environments.staging.platform.namespace") && e.contains("required"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_kubernetes_environment_needs_a_metrics_source_and_valid_gateway_keys() {
+        let k8s = |extra_platform: &str, canary: &str| {
+            let text = GOOD.replace(
+                "kind = \"local\", admin_url = \"http://127.0.0.1:9400\"",
+                &format!("kind = \"kubernetes\", namespace = \"jts-staging\"{extra_platform}"),
+            );
+            Config::parse(&format!("{text}{canary}"), "c.toml")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let prom = "[environments.staging.canary]\nprovider = \"prometheus\"\nprometheus_url = \"http://p:9090\"\n";
+        // The default provider is the local router's: refused on Kubernetes, naming the key.
+        let e = k8s("", "").unwrap_err();
+        assert!(
+            e.contains("environments.staging.canary.provider") && e.contains("prometheus"),
+            "{e}"
+        );
+        assert!(k8s("", prom).is_ok());
+        let hosts = ", route_host = \"{service}.jts.example\", preview_host = \"{service}-preview.jts.example\", gateway_address = \"127.0.0.1:8000\"";
+        assert!(k8s(hosts, prom).is_ok());
+        let e = k8s(
+            ", route_host = \"http://{service}\", preview_host = \"x.example\"",
+            prom,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("environments.staging.platform.route_host"),
+            "{e}"
+        );
+        let e = k8s(", route_host = \"{service}.jts.example\"", prom).unwrap_err();
+        assert!(
+            e.contains("environments.staging.platform.preview_host"),
+            "{e}"
+        );
+        let e = k8s(", gateway = \"Not A Name\"", prom).unwrap_err();
+        assert!(e.contains("environments.staging.platform.gateway"), "{e}");
+        let e = k8s(&format!("{hosts}, gateway_namespace = \"_x\""), prom).unwrap_err();
+        assert!(e.contains("platform.gateway_namespace"), "{e}");
+        let e = k8s(
+            ", route_host = \"{service}.a\", preview_host = \"{service}-p.a\", gateway_address = \"localhost\"",
+            prom,
+        )
+        .unwrap_err();
+        assert!(e.contains("platform.gateway_address"), "{e}");
     }
 
     #[test]

@@ -1,29 +1,59 @@
-//! Gateway API: one HTTPRoute per service, attached to the `jts` Gateway, whose single rule
-//! weights the active and preview Services.
+//! Gateway API: one HTTPRoute per service, attached to the environment's Gateway (default `jts`),
+//! whose single rule weights the active and preview Services; with hosts configured, also a
+//! preview HTTPRoute per service.
 
 use serde_json::{Value, json};
 
-/// The HTTPRoute of `service` with these weights (percent).
+/// The HTTPRoute of `service` with these weights (percent), attached to `parent` (a Gateway
+/// reference), for `hostnames` (none: any host).
 pub(super) fn http_route(
     service: &str,
     namespace: &str,
     stable: u32,
     canary: u32,
     labels: Value,
+    parent: &Value,
+    hostnames: &[String],
+) -> Value {
+    let s = service;
+    let mut spec = json!({
+        "parentRefs": [parent],
+        "rules": [{
+            "backendRefs": [
+                { "name": format!("{s}-active"), "port": 80, "weight": stable },
+                { "name": format!("{s}-preview"), "port": 80, "weight": canary }
+            ]
+        }]
+    });
+    if !hostnames.is_empty() {
+        spec["hostnames"] = json!(hostnames);
+    }
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": { "name": s, "namespace": namespace, "labels": labels },
+        "spec": spec
+    })
+}
+
+/// The preview route of `service`: its preview host to `<service>-preview`, where the checks
+/// before the switch reach the colour being released.
+pub(super) fn preview_route(
+    service: &str,
+    namespace: &str,
+    labels: Value,
+    parent: &Value,
+    hostnames: &[String],
 ) -> Value {
     let s = service;
     json!({
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": { "name": s, "namespace": namespace, "labels": labels },
+        "metadata": { "name": format!("{s}-preview"), "namespace": namespace, "labels": labels },
         "spec": {
-            "parentRefs": [{ "name": "jts", "kind": "Gateway", "group": "gateway.networking.k8s.io" }],
-            "rules": [{
-                "backendRefs": [
-                    { "name": format!("{s}-active"), "port": 80, "weight": stable },
-                    { "name": format!("{s}-preview"), "port": 80, "weight": canary }
-                ]
-            }]
+            "parentRefs": [parent],
+            "hostnames": hostnames,
+            "rules": [{ "backendRefs": [{ "name": format!("{s}-preview"), "port": 80 }] }]
         }
     })
 }

@@ -9,10 +9,108 @@ mod istio;
 use super::{KubePlatform, api_resource, kube_failure};
 use crate::error::Failure;
 use kube::api::{Api, DynamicObject};
-use proto::{ServiceWeight, WeightsRequest, WeightsResult};
+use proto::{PlatformTarget, ServiceWeight, WeightsRequest, WeightsResult};
 use serde_json::{Value, json};
 
+/// The route objects of an environment, built from its platform target alone (the CLI's
+/// `render` uses them without a cluster).
+pub struct Routes<'a>(pub &'a PlatformTarget);
+
+fn labels(service: &str) -> Value {
+    json!({
+        "app": service, "app.kubernetes.io/part-of": "jts", "app.kubernetes.io/managed-by": "cutover"
+    })
+}
+
+impl Routes<'_> {
+    pub fn route_doc(&self, w: &ServiceWeight) -> Result<Value, Failure> {
+        let s = &w.service;
+        let stable = 100 - w.canary_percent;
+        let canary = w.canary_percent;
+        let labels = labels(s);
+        match self.0.canary_routing.as_str() {
+            "istio" => Ok(istio::virtual_service(
+                s,
+                &self.0.namespace,
+                stable,
+                canary,
+                labels,
+            )),
+            "gateway" | "" => Ok(gateway::http_route(
+                s,
+                &self.0.namespace,
+                stable,
+                canary,
+                labels,
+                &self.parent_ref(),
+                &self.hosts(&self.0.route_host, s),
+            )),
+            other => Err(Failure::InvalidInput(format!(
+                "canary routing {other:?}: expected \"gateway\" or \"istio\""
+            ))),
+        }
+    }
+
+    /// The live route (at 100 % to the active Service) and the preview route of a service, when
+    /// the environment has route hosts (Gateway API); empty otherwise.
+    pub fn gateway_route_docs(&self, service: &str) -> Result<Vec<Value>, Failure> {
+        if !self.gateway_routes() {
+            return Ok(Vec::new());
+        }
+        let w = ServiceWeight {
+            service: service.to_owned(),
+            canary_percent: 0,
+            ..Default::default()
+        };
+        Ok(vec![
+            self.route_doc(&w)?,
+            gateway::preview_route(
+                service,
+                &self.0.namespace,
+                labels(service),
+                &self.parent_ref(),
+                &self.hosts(&self.0.preview_host, service),
+            ),
+        ])
+    }
+
+    /// The Gateway the routes attach to (name and namespace from configuration).
+    fn parent_ref(&self) -> Value {
+        let name = if self.0.gateway_name.is_empty() {
+            "jts"
+        } else {
+            &self.0.gateway_name
+        };
+        let mut p =
+            json!({ "name": name, "kind": "Gateway", "group": "gateway.networking.k8s.io" });
+        if !self.0.gateway_namespace.is_empty() {
+            p["namespace"] = json!(self.0.gateway_namespace);
+        }
+        p
+    }
+
+    fn hosts(&self, template: &str, service: &str) -> Vec<String> {
+        if template.is_empty() {
+            Vec::new()
+        } else {
+            vec![
+                template
+                    .replace("{service}", service)
+                    .replace("{namespace}", &self.0.namespace),
+            ]
+        }
+    }
+
+    pub fn gateway_routes(&self) -> bool {
+        matches!(self.0.canary_routing.as_str(), "gateway" | "") && !self.0.route_host.is_empty()
+    }
+}
+
 impl KubePlatform {
+    fn routes(&self) -> Routes<'_> {
+        Routes(&self.target)
+    }
+
     /// Sets each service's canary weight through the environment's router and reads it back.
     pub async fn set_weights(&self, req: &WeightsRequest) -> Result<WeightsResult, Failure> {
         let mut applied = Vec::new();
@@ -23,32 +121,65 @@ impl KubePlatform {
                     w.service, w.canary_percent
                 )));
             }
-            let doc = self.route_doc(w)?;
+            let doc = self.routes().route_doc(w)?;
             self.apply(&doc, false).await?;
             applied.push(self.read_weight(w).await?);
         }
         Ok(WeightsResult { applied })
     }
 
-    fn route_doc(&self, w: &ServiceWeight) -> Result<Value, Failure> {
-        let s = &w.service;
-        let stable = 100 - w.canary_percent;
-        let canary = w.canary_percent;
-        let labels = json!({
-            "app": s, "app.kubernetes.io/part-of": "jts", "app.kubernetes.io/managed-by": "cutover"
-        });
-        match self.target.canary_routing.as_str() {
-            "istio" => Ok(istio::virtual_service(s, &self.ns, stable, canary, labels)),
-            "gateway" | "" => Ok(gateway::http_route(s, &self.ns, stable, canary, labels)),
-            other => Err(Failure::InvalidInput(format!(
-                "canary routing {other:?}: expected \"gateway\" or \"istio\""
-            ))),
+    /// With hosts configured (Gateway API): each service's live route (made at 100 % to the
+    /// active Service when it does not exist; an existing one keeps its weights) and its preview
+    /// route. Called when a colour starts, so traffic and checks go through the Gateway.
+    pub async fn ensure_routes(&self, services: &[String]) -> Result<(), Failure> {
+        if !self.routes().gateway_routes() {
+            return Ok(());
         }
+        for s in services {
+            let docs = self.routes().gateway_route_docs(s)?;
+            // The live route is made once; an existing one keeps its weights.
+            if self.current_weight(s).await?.is_none() {
+                self.apply(&docs[0], false).await?;
+            }
+            self.apply(&docs[1], false).await?;
+        }
+        Ok(())
+    }
+
+    /// The canary weight a service's route holds; None when it has no route.
+    pub async fn current_weight(&self, service: &str) -> Result<Option<u32>, Failure> {
+        let w = ServiceWeight {
+            service: service.to_owned(),
+            ..Default::default()
+        };
+        let probe = self.routes().route_doc(&w)?;
+        let (ar, name) = api_resource(&probe)?;
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);
+        let Some(obj) = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| kube_failure(e, &format!("read {} {name}", ar.kind)))?
+        else {
+            return Ok(None);
+        };
+        let spec = obj.data.get("spec").cloned().unwrap_or_default();
+        let backends = if ar.kind == "VirtualService" {
+            istio::weighted_backends(&spec)
+        } else {
+            gateway::weighted_backends(&spec)
+        };
+        Ok(Some(
+            backends
+                .into_iter()
+                .find(|(t, _)| t.starts_with(&format!("{service}-preview")))
+                .and_then(|(_, w)| w)
+                .map_or(0, |w| u32::try_from(w).unwrap_or(u32::MAX)),
+        ))
     }
 
     /// What the router holds for a service, read back from the API server.
     pub async fn read_weight(&self, w: &ServiceWeight) -> Result<ServiceWeight, Failure> {
-        let probe = self.route_doc(w)?;
+        let probe = self.routes().route_doc(w)?;
         let (ar, name) = api_resource(&probe)?;
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);
         let obj = api
