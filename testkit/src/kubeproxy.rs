@@ -1,7 +1,8 @@
 //! The fake kube-proxy: a test-harness component, named as the fake it is. The test cluster's
 //! Service ClusterIPs come from a loopback range (127.96.0.0/16); for every Service port this
 //! component listens on ClusterIP:port and sends each TCP connection to one ready endpoint of the
-//! Service's EndpointSlices (round robin), at the endpoint's loopback mirror (see
+//! Service's EndpointSlices (round robin; serving terminating ones when none is ready, as
+//! kube-proxy does), at the endpoint's loopback mirror (see
 //! [`crate::cluster::loopback_mirror`]): what kube-proxy does for a ClusterIP, in user space.
 //!
 //! Why it exists: the API server refuses loopback addresses in EndpointSlices
@@ -58,6 +59,10 @@ async fn run(kubeconfig: PathBuf) {
         };
         // Ready endpoints per (namespace, service, port name), mirrored to loopback.
         let mut ready: BTreeMap<(String, String, String), Vec<SocketAddr>> = BTreeMap::new();
+        // Serving but terminating endpoints: used only when a Service has no ready one, as
+        // kube-proxy does (KEP-1669), so a route still draining to a colour being scaled down
+        // reaches pods in their preStop sleep.
+        let mut terminating: BTreeMap<(String, String, String), Vec<SocketAddr>> = BTreeMap::new();
         for s in &sl.items {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
             let Some(svc) = s
@@ -73,11 +78,17 @@ async fn run(kubeconfig: PathBuf) {
                 let (Some(port), name) = (p.port, p.name.clone().unwrap_or_default()) else {
                     continue;
                 };
-                let entry = ready.entry((ns.clone(), svc.clone(), name)).or_default();
+                let key = (ns.clone(), svc.clone(), name);
                 for e in s.endpoints.iter().flatten() {
-                    if e.conditions.as_ref().and_then(|c| c.ready) != Some(true) {
+                    let c = e.conditions.clone().unwrap_or_default();
+                    let list = if c.ready == Some(true) {
+                        &mut ready
+                    } else if c.serving == Some(true) && c.terminating == Some(true) {
+                        &mut terminating
+                    } else {
                         continue;
-                    }
+                    };
+                    let entry = list.entry(key.clone()).or_default();
                     for a in &e.addresses {
                         if let Some(ip) = crate::cluster::loopback_mirror(a) {
                             entry.push(SocketAddr::new(ip.into(), port as u16));
@@ -102,7 +113,13 @@ async fn run(kubeconfig: PathBuf) {
             for p in spec.ports.iter().flatten() {
                 let front = SocketAddr::new(ip.into(), p.port as u16);
                 let key = (ns.clone(), name.clone(), p.name.clone().unwrap_or_default());
-                next.insert(front, ready.get(&key).cloned().unwrap_or_default());
+                let eps = ready
+                    .get(&key)
+                    .filter(|r| !r.is_empty())
+                    .or_else(|| terminating.get(&key))
+                    .cloned()
+                    .unwrap_or_default();
+                next.insert(front, eps);
             }
         }
         for front in next.keys() {

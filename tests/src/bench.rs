@@ -10,12 +10,19 @@
 //! - failed check → all traffic back over 20 reverts in the validation window (p50, p99);
 //! - how long a run takes to resume after `kill -9` of its worker, per phase where the kill
 //!   lands, restarted at once and with a second worker already running;
+//! - the Kubernetes platform through a real gateway (`--only kubernetes`, see bench/kube.rs):
+//!   cutover window as clients see it, failed requests, failed check → previous version, canary
+//!   breach → decision → stable;
 //! - 100 deployments at once in 100 environments (`--envs N`), each rolled back by its
 //!   validation window: worker RSS and CPU time, failed check → rollback decision (p50, p99),
 //!   history events per deployment.
 //!
 //! Timings vary with the machine; they are printed, never asserted.
 
+#[path = "bench/kube.rs"]
+mod kube;
+#[path = "kube_env.rs"]
+mod kube_env;
 #[path = "bench/resume.rs"]
 mod resume;
 #[path = "bench/scale.rs"]
@@ -77,7 +84,7 @@ fn main() {
     let demo = std::env::args().any(|a| a == "--demo");
     if std::env::args().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: cutover-bench [--demo] [--envs N] [--runs N] [--only resume|migration|scale|reverts] [--timer-shift MS]\n  prints deployment figures; --demo runs the demo instead;\n  --envs N: deployments at once in the scale section (default 100);\n  --runs N: kills per phase and setup in the resume section (default 5);\n  --only SECTION: run that section alone (reverts: --runs N reverts, at least 20)\n  --timer-shift MS: the resume section's Temporal server with history.timerProcessorMaxTimeShift at MS ms (the server's default is 1000: timers due sooner than that can fire up to that late)\n  CUTOVER_BENCH_TRACE=1: also print the history events around each kill and slow decision"
+            "usage: cutover-bench [--demo] [--envs N] [--runs N] [--only resume|migration|scale|reverts|kubernetes] [--timer-shift MS]\n  prints deployment figures; --demo runs the demo instead;\n  --envs N: deployments at once in the scale section (default 100);\n  --runs N: kills per phase and setup in the resume section (default 5);\n  --only SECTION: run that section alone (reverts: --runs N reverts, at least 20; kubernetes: --runs N blue-green releases, default 3, through the test cluster's gateway)\n  --timer-shift MS: the resume section's Temporal server with history.timerProcessorMaxTimeShift at MS ms (the server's default is 1000: timers due sooner than that can fire up to that late)\n  CUTOVER_BENCH_TRACE=1: also print the history events around each kill and slow decision"
         );
         return;
     }
@@ -113,7 +120,10 @@ fn main() {
                 let _worker = Worker::start(&temporal.address(), &[]);
                 resume::reverts(&temporal.address(), &config, &platform, runs.max(20));
             }
-            other => panic!("--only {other}: expected resume, migration, scale or reverts"),
+            "kubernetes" => kube::run(number("--runs", 3)),
+            other => {
+                panic!("--only {other}: expected resume, migration, scale, reverts or kubernetes")
+            }
         }
         return;
     }
@@ -231,6 +241,7 @@ fn main() {
     // The scale section runs its own server.
     drop(temporal);
     scale::scale(&dir, envs);
+    kube::run(3);
 }
 
 /// The bench's world: a Temporal dev server, a local platform whose v3 fails 20 % and v4 5 % of

@@ -1,330 +1,27 @@
 //! The Kubernetes platform against a real control plane (etcd, kube-apiserver, controller
-//! manager, scheduler; kwok instead of kubelets), started once for this test binary; each test
-//! has its own namespace. Deployments are driven end to end through the Temporal dev server and
-//! the `cutover worker`, as in production.
+//! manager, scheduler, kwok with the fake kubelet running a real stand-in per pod, the fake
+//! kube-proxy) and a real gateway (Traefik), started once for this test binary; each test has its
+//! own namespace, its own Prometheus discovering the pods, and load through the gateway to all
+//! four services (src/kube_env.rs). Deployments are driven end to end through the Temporal dev
+//! server and the `cutover worker`, as in production.
 
 mod common;
+#[path = "../src/kube_env.rs"]
+mod kube_env;
+
+use kube_env::*;
 
 use futures::StreamExt;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testkit::cluster::{Cluster, cluster};
-use testkit::faultproxy::{Fault, FaultProxy, Rule};
-use testkit::prom::Prometheus;
-use testkit::{Answer, GatewayLoad, Run, Temporal, Worker, blocking, run_cli, scratch_dir};
-
-const SERVICES: [&str; 4] = [
-    "risk-management",
-    "order-execution",
-    "strategy-engine",
-    "api-gateway",
-];
-
-fn repo() -> PathBuf {
-    Path::new(
-        &std::env::var("CARGO_MANIFEST_DIR")
-            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
-    )
-    .parent()
-    .unwrap()
-    .to_path_buf()
-}
-
-/// One test's world on Kubernetes: a namespace, Temporal, a worker with the cluster's
-/// kubeconfig, a config file whose `staging` environment runs in the namespace.
-struct KubeEnv {
-    c: &'static Cluster,
-    ns: String,
-    dir: PathBuf,
-    temporal: Temporal,
-    worker: Worker,
-    config: PathBuf,
-    proxy: Option<FaultProxy>,
-    /// Prometheus finding the pods and the gateway by Kubernetes service discovery.
-    prom: Prometheus,
-    /// Steady traffic through Traefik to all four services for the whole test.
-    load: Option<GatewayLoad>,
-}
-
-/// Requests per second to each service through the gateway, during every test.
-const LOAD_RATE: u32 = 20;
-
-fn live_host(ns: &str, service: &str) -> String {
-    format!("{service}.{ns}.jts.test")
-}
-
-fn config_text(ns: &str, c: &Cluster, prometheus: &str, keep_warm_secs: u64) -> String {
-    format!(
-        r#"[services.risk-management]
-smoke = ["/api/risk/limits"]
-[services.order-execution]
-depends_on = ["risk-management"]
-smoke = ["/api/orders"]
-[services.strategy-engine]
-depends_on = ["risk-management"]
-smoke = ["/api/strategies"]
-[services.api-gateway]
-depends_on = ["strategy-engine", "order-execution"]
-smoke = ["/api/market/status"]
-
-[environments.staging]
-platform = {{ kind = "kubernetes", namespace = "{ns}", manifests = "{manifests}", gateway = "{gw}", gateway_namespace = "{gw_ns}", route_host = "{{service}}.{{namespace}}.jts.test", preview_host = "{{service}}-preview.{{namespace}}.jts.test", gateway_address = "{gw_addr}" }}
-thresholds = {{ max_error_ratio = 0.01, max_p95_ms = 500, min_requests = 5 }}
-performance = {{ requests = 20, concurrency = 4 }}
-timings = {{ validation_window_secs = 4, check_interval_ms = 1000, keep_warm_secs = {keep_warm_secs}, inconclusive_hold_secs = 8, ready_timeout_secs = 30 }}
-replicas = {{ risk-management = 2, order-execution = 2, strategy-engine = 2, api-gateway = 2 }}
-[environments.staging.canary]
-steps = [10, 25, 50, 75, 100]
-step_hold_secs = 4
-analysis_interval_ms = 1000
-share_tolerance_pct = 10
-inconclusive_hold_secs = 10
-provider = "prometheus"
-prometheus_url = "{prometheus}"
-window_secs = 5
-"#,
-        manifests = repo().join("k8s/jts").display(),
-        gw = c.gateway.name,
-        gw_ns = c.gateway.namespace,
-        gw_addr = c.gateway.http,
-    )
-}
-
-impl KubeEnv {
-    fn start(name: &str, worker_env: &[(&str, &str)], keep_warm_secs: u64) -> Self {
-        Self::start_with(name, worker_env, keep_warm_secs, false)
-    }
-
-    /// `through_proxy`: the worker reaches the API server through the fault proxy.
-    fn start_with(
-        name: &str,
-        worker_env: &[(&str, &str)],
-        keep_warm_secs: u64,
-        through_proxy: bool,
-    ) -> Self {
-        Self::start_full(name, worker_env, keep_warm_secs, through_proxy, "")
-    }
-
-    /// `faults`: JTS_FAULTS of the namespace's stand-ins (the fake kubelet reads it from the
-    /// namespace annotation).
-    fn start_full(
-        name: &str,
-        worker_env: &[(&str, &str)],
-        keep_warm_secs: u64,
-        through_proxy: bool,
-        faults: &str,
-    ) -> Self {
-        let c = cluster();
-        let ns = c.namespace(name);
-        if !faults.is_empty() {
-            c.kubectl_ok(&[
-                "annotate",
-                "namespace",
-                &ns,
-                &format!("{}={faults}", testkit::kubelet::FAULTS_ANNOTATION),
-            ]);
-        }
-        let dir = scratch_dir(&format!("k8s-{name}"));
-        let prom = Prometheus::start_kubernetes(&dir, c);
-        let config = dir.join("cutover.toml");
-        std::fs::write(&config, config_text(&ns, c, &prom.url, keep_warm_secs)).unwrap();
-        let temporal = Temporal::start(&dir);
-        let proxy = through_proxy.then(|| FaultProxy::start(c));
-        let kubeconfig = match &proxy {
-            Some(p) => p.kubeconfig(&dir.join("proxy.kubeconfig")),
-            None => c.kubeconfig.clone(),
-        }
-        .display()
-        .to_string();
-        let mut envs: Vec<(&str, &str)> = vec![("KUBECONFIG", &kubeconfig)];
-        envs.extend_from_slice(worker_env);
-        let worker = Worker::start(&temporal.address(), &envs);
-        let mut env = Self {
-            c,
-            ns,
-            dir,
-            temporal,
-            worker,
-            config,
-            proxy,
-            prom,
-            load: None,
-        };
-        env.sync_secrets();
-        env.bootstrap("v1");
-        env.start_load();
-        env
-    }
-
-    /// Traffic through the gateway once every live route answers.
-    fn start_load(&mut self) {
-        let hosts: BTreeMap<String, String> = SERVICES
-            .iter()
-            .map(|s| (s.to_string(), live_host(&self.ns, s)))
-            .collect();
-        let gw = self.c.gateway.http.clone();
-        testkit::wait_until(
-            "every live route answers through the gateway",
-            Duration::from_secs(60),
-            || {
-                hosts.values().all(|h| {
-                    testkit::gateway_get(&gw, h, "/health/ready").is_some_and(|c| c == 200)
-                })
-            },
-        );
-        self.load = Some(GatewayLoad::start(&gw, &hosts, LOAD_RATE));
-    }
-
-    /// Stops the load: every answer it saw.
-    fn stop_load(&mut self) -> Vec<Answer> {
-        self.load.take().map(GatewayLoad::stop).unwrap_or_default()
-    }
-
-    fn cli(&self, args: &[&str]) -> Run {
-        self.cli_env(args, &[])
-    }
-
-    fn cli_env(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(testkit::bin("cutover"));
-        cmd.args(args)
-            .env("TEMPORAL_ADDRESS", self.temporal.address())
-            .env("CUTOVER_CONFIG", &self.config)
-            .env("KUBECONFIG", &self.c.kubeconfig)
-            .env_remove("CUTOVER_USER");
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn sync_secrets(&self) {
-        let run = self.cli_env(
-            &[
-                "secrets",
-                "sync",
-                "staging",
-                "--key",
-                "database-url=T_DB",
-                "--key",
-                "broker-api-key=T_BROKER",
-                "--key",
-                "market-data-token=T_MARKET",
-            ],
-            &[
-                ("T_DB", "postgres://jts:s3cr3t-db@db/jts"),
-                ("T_BROKER", "s3cr3t-broker"),
-                ("T_MARKET", "s3cr3t-market"),
-            ],
-        );
-        assert_eq!(run.code, 0, "{run:?}");
-    }
-
-    /// The environment's first release, as an operator bootstraps it: rendered by cutover,
-    /// applied by kubectl (server-side, as field manager cutover).
-    fn bootstrap(&self, revision: &str) {
-        let run = self.cli(&["render", "staging", "--revision", revision]);
-        assert_eq!(run.code, 0, "{run:?}");
-        let out = self.c.kubectl_stdin(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager=cutover",
-                "-f",
-                "-",
-            ],
-            &run.stdout,
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for s in SERVICES {
-            self.c.kubectl_ok(&[
-                "-n",
-                &self.ns,
-                "rollout",
-                "status",
-                &format!("deployment/{s}-blue"),
-                "--timeout=60s",
-            ]);
-        }
-    }
-
-    fn active_colors(&self) -> BTreeMap<String, String> {
-        SERVICES
-            .iter()
-            .map(|s| {
-                let v = self.c.kubectl_ok(&[
-                    "-n",
-                    &self.ns,
-                    "get",
-                    "service",
-                    &format!("{s}-active"),
-                    "-o",
-                    "jsonpath={.spec.selector.version}",
-                ]);
-                (s.to_string(), v)
-            })
-            .collect()
-    }
-
-    fn replicas(&self, deployment: &str) -> i64 {
-        self.c
-            .kubectl_ok(&[
-                "-n",
-                &self.ns,
-                "get",
-                "deployment",
-                deployment,
-                "-o",
-                "jsonpath={.spec.replicas}",
-            ])
-            .parse()
-            .unwrap()
-    }
-
-    fn status(&self) -> Option<Value> {
-        let run = self.cli(&["status", "staging", "--json"]);
-        (run.code == 0)
-            .then(|| serde_json::from_str(&run.stdout).ok())
-            .flatten()
-    }
-
-    fn wait_status(&self, what: &str, timeout: Duration, f: impl Fn(&Value) -> bool) -> Value {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.status()
-                && f(&s)
-            {
-                return s;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}; last status: {:?}\n{:?}\nworker log:\n{}",
-                self.status(),
-                self.cli(&["status", "staging"]),
-                self.worker.log_tail(30)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-fn all_on(colors: &BTreeMap<String, String>, c: &str) -> bool {
-    colors.len() == 4 && colors.values().all(|v| v == c)
-}
+use testkit::faultproxy::{Fault, Rule};
+use testkit::{Answer, blocking, run_cli};
 
 /// Ready pod names per active Service, per EndpointSlice.
 type ReadyPods = BTreeMap<String, BTreeMap<String, Vec<String>>>;
@@ -593,49 +290,6 @@ fn blue_green_moves_every_active_service_from_blue_pods_to_green_pods_without_a_
         late.is_empty(),
         "answered by v2 after the rollback: {late:?}"
     );
-}
-
-/// Every request of the load answered with a 2xx by some version.
-fn assert_none_failed(answers: &[Answer]) {
-    let failed: Vec<&Answer> = answers.iter().filter(|a| a.failure.is_some()).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests through the gateway failed: {:?}",
-        failed.len(),
-        answers.len(),
-        &failed[..failed.len().min(10)]
-    );
-}
-
-/// Prints, per service and for all four, the cutover window as clients saw it: the first
-/// answer by `new` to the last answer by `old`, among the answers after `after` (negative: a
-/// clean cut, the gap between them).
-fn report_cutover(answers: &[Answer], after: Duration, old: &str, new: &str) -> f64 {
-    let answers: Vec<Answer> = answers.iter().filter(|a| a.at >= after).cloned().collect();
-    let mut all = (f64::MAX, f64::MIN);
-    for s in SERVICES {
-        let of = |v: &str| -> Vec<f64> {
-            answers
-                .iter()
-                .filter(|a| a.service == s && a.version == v)
-                .map(|a| a.at.as_secs_f64() * 1000.0)
-                .collect()
-        };
-        let first_new = of(new).into_iter().fold(f64::MAX, f64::min);
-        let last_old = of(old).into_iter().fold(f64::MIN, f64::max);
-        all = (all.0.min(first_new), all.1.max(last_old));
-        eprintln!(
-            "cutover {old}→{new} {s}: first {new} at {first_new:.0} ms, last {old} at {last_old:.0} ms, window {:.0} ms",
-            last_old - first_new
-        );
-    }
-    let n = answers.len();
-    eprintln!(
-        "cutover {old}→{new} all four: window {:.0} ms; {n} requests, {} failed",
-        all.1 - all.0,
-        answers.iter().filter(|a| a.failure.is_some()).count()
-    );
-    all.1 - all.0
 }
 
 #[test]
@@ -1039,13 +693,31 @@ fn worker_config(path: &Path) -> worker::config::Config {
 fn canary_weights_through_httproute_and_virtualservice_read_back_as_set() {
     let c = cluster();
     let ns = c.namespace("weights");
+    // The Services the routes weight (the gateway resolves them before it takes a route).
+    for s in SERVICES {
+        let docs = activities::kubernetes::render_services(s, &ns, "blue", "green").unwrap();
+        for d in docs {
+            let out = c.kubectl_stdin(
+                &["apply", "--server-side", "-f", "-"],
+                &serde_json::to_string(&d).unwrap(),
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
     blocking::rt().block_on(async {
         let client = c.client().await;
         for routing in ["gateway", "istio"] {
+            // Routes on the shared Gateway: set_weights waits until Traefik has taken them.
             let target = proto::PlatformTarget {
                 kind: "kubernetes".into(),
                 namespace: ns.clone(),
                 canary_routing: routing.into(),
+                gateway_name: c.gateway.name.clone(),
+                gateway_namespace: c.gateway.namespace.clone(),
                 ..Default::default()
             };
             let p = activities::kubernetes::KubePlatform::new(client.clone(), &target).unwrap();
@@ -1227,15 +899,6 @@ fn conflicts_api_errors_and_timeouts_are_retried() {
     );
 }
 
-/// Unix ms of the first status event that starts with `what` (after its timestamp).
-fn event_ms(status: &Value, what: &str) -> Option<f64> {
-    status["events"].as_array()?.iter().find_map(|e| {
-        let (at, text) = e.as_str()?.split_once(' ')?;
-        let t: jiff::Timestamp = at.parse().ok()?;
-        text.starts_with(what).then(|| t.as_millisecond() as f64)
-    })
-}
-
 #[test]
 fn a_canary_failing_5_percent_on_one_service_is_rolled_back_at_the_next_analysis() {
     let mut env = KubeEnv::start_full(
@@ -1313,4 +976,124 @@ fn a_canary_failing_5_percent_on_one_service_is_rolled_back_at_the_next_analysis
         bad.iter().all(|a| a.service == "order-execution"),
         "only order-execution's canary failed: {bad:?}"
     );
+}
+
+#[test]
+fn kill_9_of_the_worker_in_the_blue_green_validation_window_still_ends_on_green_with_0_failed() {
+    let mut env = KubeEnv::start("kill-validating", &[], 1);
+    let run = env.cli(&["deploy", "staging", "--as", "ci", "--revision", "v2"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    env.wait_status("validating", Duration::from_secs(120), |s| {
+        s["phase"] == "validating"
+    });
+    env.worker.kill9();
+    eprintln!("worker killed in the validation window");
+    std::thread::sleep(Duration::from_millis(500));
+    env.worker.spawn();
+    let s = env.wait_status("outcome", Duration::from_secs(120), |s| {
+        !s["outcome"].as_str().unwrap_or("").is_empty()
+    });
+    assert_eq!(s["outcome"], "succeeded", "{s}");
+    assert!(all_on(&env.active_colors(), "green"));
+    let done_at = env.load.as_ref().unwrap().started.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let answers = env.stop_load();
+    report_cutover(&answers, Duration::ZERO, "v1", "v2");
+    assert_none_failed(&answers);
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.at > done_at)
+            .all(|a| a.version == "v2"),
+        "only v2 answers once the release is done"
+    );
+}
+
+#[test]
+fn kill_9_of_the_worker_in_a_canary_hold_still_promotes_with_0_failed() {
+    let mut env = KubeEnv::start("kill-hold", &[], 1);
+    let run = env.cli(&[
+        "deploy",
+        "staging",
+        "--as",
+        "ci",
+        "--revision",
+        "v2",
+        "--strategy",
+        "canary",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    env.wait_status("holding at 25 %", Duration::from_secs(120), |s| {
+        s["percent"].as_u64() == Some(25)
+    });
+    env.worker.kill9();
+    eprintln!("worker killed while holding at 25 %");
+    std::thread::sleep(Duration::from_millis(500));
+    env.worker.spawn();
+    let s = env.wait_status("outcome", Duration::from_secs(180), |s| {
+        !s["outcome"].as_str().unwrap_or("").is_empty()
+    });
+    assert_eq!(s["outcome"], "succeeded", "{s}");
+    assert!(all_on(&env.active_colors(), "green"));
+    let answers = env.stop_load();
+    assert_none_failed(&answers);
+    for svc in SERVICES {
+        let w = env.c.kubectl_ok(&[
+            "-n",
+            &env.ns,
+            "get",
+            "httproute",
+            svc,
+            "-o",
+            "jsonpath={.spec.rules[0].backendRefs[*].weight}",
+        ]);
+        assert_eq!(w, "100 0", "{svc}'s route after promotion");
+    }
+}
+
+#[test]
+fn prometheus_stopped_during_a_kubernetes_canary_holds_the_step_then_the_canary_finishes() {
+    let mut env = KubeEnv::start("prom-stopped", &[], 1);
+    let run = env.cli(&[
+        "deploy",
+        "staging",
+        "--as",
+        "ci",
+        "--revision",
+        "v2",
+        "--strategy",
+        "canary",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    env.wait_status("at 25 %", Duration::from_secs(120), |s| {
+        s["percent"].as_u64() == Some(25)
+    });
+    env.prom.stop();
+    // Longer than a step's hold (4 s), shorter than the inconclusive hold (20 s).
+    std::thread::sleep(Duration::from_secs(7));
+    let s = env.status().unwrap();
+    eprintln!(
+        "after 7 s without Prometheus: {}% ({})",
+        s["percent"], s["phase"]
+    );
+    assert_eq!(s["percent"].as_u64(), Some(25), "no step promoted: {s}");
+    assert_eq!(s["outcome"], "", "{s}");
+    let held = s["decisions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["outcome"] == "inconclusive")
+        .count();
+    assert!(
+        held > 0,
+        "the analyses without Prometheus were inconclusive: {s}"
+    );
+    env.prom.spawn();
+    let s = env.wait_status("outcome", Duration::from_secs(180), |s| {
+        !s["outcome"].as_str().unwrap_or("").is_empty()
+    });
+    assert_eq!(s["outcome"], "succeeded", "{s}");
+    assert!(all_on(&env.active_colors(), "green"));
+    let answers = env.stop_load();
+    assert_none_failed(&answers);
 }

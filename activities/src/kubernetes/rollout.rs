@@ -266,7 +266,8 @@ impl KubePlatform {
     }
 
     /// Every named active Service selects the colour and has ready endpoints (EndpointSlices
-    /// follow a selector change within moments: wait for them briefly).
+    /// follow a selector change within moments: wait for them briefly), and, with live routes,
+    /// the gateway has accepted each service's route as it is now (status read back).
     pub async fn verify(&self, color: &str, services: &[String]) -> Result<(), Failure> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -281,6 +282,10 @@ impl KubePlatform {
                 let ready = self.ready_endpoints(&format!("{s}-active"), color).await?;
                 if ready == 0 {
                     wrong.push(format!("{s}-active has no ready {color} endpoint"));
+                    continue;
+                }
+                if let Some(why) = self.route_not_programmed(s).await? {
+                    wrong.push(why);
                 }
             }
             if wrong.is_empty() {

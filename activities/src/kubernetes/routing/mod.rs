@@ -125,6 +125,11 @@ impl KubePlatform {
             self.apply(&doc, false).await?;
             applied.push(self.read_weight(w).await?);
         }
+        // Gateway API: the gateway must have taken the new weights (route status for this
+        // generation) before anything else happens, e.g. the canary colour scaled down.
+        for w in &req.weights {
+            self.wait_route_programmed(&w.service).await?;
+        }
         Ok(WeightsResult { applied })
     }
 
@@ -144,6 +149,84 @@ impl KubePlatform {
             self.apply(&docs[1], false).await?;
         }
         Ok(())
+    }
+
+    /// With live routes (Gateway API): why the gateway has not taken a service's route as it is
+    /// now — it must have accepted the route's current generation with every backend resolved
+    /// (the Gateway API's own read-back of what the gateway programmed). None when it has.
+    pub async fn route_not_programmed(&self, service: &str) -> Result<Option<String>, Failure> {
+        if !self.routes().gateway_routes() {
+            return Ok(None);
+        }
+        self.route_status_lag(service).await
+    }
+
+    /// Why the gateway's status of a service's HTTPRoute does not cover its current generation
+    /// (Accepted and ResolvedRefs true); None when it does.
+    async fn route_status_lag(&self, service: &str) -> Result<Option<String>, Failure> {
+        let w = ServiceWeight {
+            service: service.to_owned(),
+            ..Default::default()
+        };
+        let (ar, name) = api_resource(&self.routes().route_doc(&w)?)?;
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);
+        let Some(obj) = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| kube_failure(e, &format!("read {} {name}", ar.kind)))?
+        else {
+            return Ok(Some(format!("HTTPRoute {name} does not exist")));
+        };
+        let generation = obj.metadata.generation.unwrap_or(0);
+        let parents = obj.data["status"]["parents"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let cond = |t: &str| {
+            parents.iter().find_map(|p| {
+                p["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == t)
+                    .cloned()
+            })
+        };
+        for t in ["Accepted", "ResolvedRefs"] {
+            let Some(c) = cond(t) else {
+                return Ok(Some(format!(
+                    "HTTPRoute {name}: the gateway reports no {t} yet"
+                )));
+            };
+            let seen = c["observedGeneration"].as_i64().unwrap_or(0);
+            if c["status"] != "True" || seen < generation {
+                return Ok(Some(format!(
+                    "HTTPRoute {name}: {t}={} for generation {seen} of {generation} ({})",
+                    c["status"].as_str().unwrap_or("?"),
+                    c["message"].as_str().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits (up to 15 s) until the gateway reports the service's route as it is now; a
+    /// gateway that never does is a retryable failure naming why. Istio: nothing to wait for.
+    pub async fn wait_route_programmed(&self, service: &str) -> Result<(), Failure> {
+        if !matches!(self.target.canary_routing.as_str(), "gateway" | "") {
+            return Ok(());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let Some(why) = self.route_status_lag(service).await? else {
+                return Ok(());
+            };
+            if std::time::Instant::now() >= deadline {
+                return Err(Failure::Unavailable(format!(
+                    "the gateway has not taken the new weights: {why}"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// The canary weight a service's route holds; None when it has no route.
