@@ -3,7 +3,8 @@
 //!
 //! Routes: `/health` (liveness: the process answers), `/health/ready` (readiness: 503 until the
 //! slow start is over), `/metrics`, and API routes that answer JSON naming service, version and
-//! colour: `/api/market/status`, `/api/strategies`, `/api/orders`, `/api/risk/limits`.
+//! colour (and the instance's address): `/api/market/status`, `/api/strategies`, `/api/orders`,
+//! `/api/risk/limits`.
 
 use crate::faults::{CHECK_HEADER, Faults, nth_fails};
 use crate::http::{self, Body};
@@ -26,6 +27,8 @@ pub struct Standin {
     pub version: String,
     pub color: String,
     pub faults: Faults,
+    /// The address it serves on (set once bound; named in every API answer).
+    pub instance: std::sync::OnceLock<String>,
     started: Instant,
     served: AtomicU64,
     live_served: AtomicU64,
@@ -39,6 +42,7 @@ impl Standin {
             version,
             color,
             faults,
+            instance: std::sync::OnceLock::new(),
             started: Instant::now(),
             served: AtomicU64::new(0),
             live_served: AtomicU64::new(0),
@@ -99,6 +103,7 @@ impl Standin {
                 "version": self.version,
                 "color": self.color,
                 "route": path,
+                "instance": self.instance.get().map(String::as_str).unwrap_or_default(),
             }),
         )
     }

@@ -32,6 +32,26 @@ use std::time::{Duration, Instant};
 pub const FAULTS_ANNOTATION: &str = "testkit.cutover.dev/jts-faults";
 /// The longest preStop sleep honoured (the JTS templates ask for more than tests need).
 pub const MAX_PRESTOP: Duration = Duration::from_secs(2);
+/// Per address a stand-in served on: when it was told to stop (SIGTERM) and when a later pod's
+/// stand-in took the address again (kwok reuses pod IPs), for tests that check no request sent
+/// in between was answered there.
+type Stops = BTreeMap<String, Vec<(Instant, Option<Instant>)>>;
+static STOPPED: std::sync::Mutex<Stops> = std::sync::Mutex::new(BTreeMap::new());
+
+/// How long after its stand-in was told to stop (and before another pod's took the address) a
+/// request sent at `sent` to `addr` was; None when it was not.
+pub fn sent_after_stop(addr: &str, sent: Instant) -> Option<Duration> {
+    let stops = STOPPED.lock().unwrap();
+    stops.get(addr)?.iter().find_map(|(stop, reused)| {
+        (sent > *stop && reused.is_none_or(|r| sent < r)).then(|| sent - *stop)
+    })
+}
+
+/// Whether any stand-in at `addr` was ever told to stop.
+pub fn ever_stopped(addr: &str) -> bool {
+    STOPPED.lock().unwrap().contains_key(addr)
+}
+
 /// How long a stopping stand-in gets between SIGTERM and SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
 
@@ -285,6 +305,15 @@ async fn run(kubeconfig: PathBuf, log_dir: PathBuf, standin: PathBuf) {
             let mut faults = faults_of.get(&ns).cloned().unwrap_or_default();
             faults.push_str(";never-ready=never_ready:true");
             let log = log_dir.join(format!("{ns}.{name}.log"));
+            if let Some(last) = STOPPED
+                .lock()
+                .unwrap()
+                .get_mut(&addr.to_string())
+                .and_then(|v| v.last_mut())
+                && last.1.is_none()
+            {
+                last.1 = Some(Instant::now());
+            }
             match spawn(&standin, &args, &faults, &log) {
                 Ok(child) => {
                     running.insert(
@@ -335,6 +364,12 @@ async fn run(kubeconfig: PathBuf, log_dir: PathBuf, standin: PathBuf) {
             }
             match r.termed {
                 None => {
+                    STOPPED
+                        .lock()
+                        .unwrap()
+                        .entry(r.addr.to_string())
+                        .or_default()
+                        .push((Instant::now(), None));
                     crate::send_signal(&r.child, libc::SIGTERM);
                     r.termed = Some(Instant::now());
                 }

@@ -117,8 +117,11 @@ impl Load {
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub service: String,
-    /// Since the load started.
+    /// When the request was sent and when its answer came, since the load started.
+    pub sent: Duration,
     pub at: Duration,
+    /// The address of the instance that answered ("" for a failure).
+    pub instance: String,
     /// The version that answered ("" for a failure).
     pub version: String,
     pub color: String,
@@ -183,11 +186,14 @@ impl GatewayLoad {
                         name.clone(),
                     );
                     inflight.spawn(async move {
+                        let sent = started.elapsed();
                         let r = client.get(&url).header("host", &host).send().await;
                         let at = started.elapsed();
                         let mut a = Answer {
                             service: name,
+                            sent,
                             at,
+                            instance: String::new(),
                             version: String::new(),
                             color: String::new(),
                             failure: None,
@@ -197,6 +203,7 @@ impl GatewayLoad {
                                 let v: serde_json::Value = r.json().await.unwrap_or_default();
                                 a.version = v["version"].as_str().unwrap_or_default().to_owned();
                                 a.color = v["color"].as_str().unwrap_or_default().to_owned();
+                                a.instance = v["instance"].as_str().unwrap_or_default().to_owned();
                                 if a.version.is_empty() {
                                     a.failure = Some("answer names no version".into());
                                 }

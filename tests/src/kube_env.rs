@@ -322,6 +322,25 @@ pub fn all_on(colors: &BTreeMap<String, String>, c: &str) -> bool {
     colors.len() == 4 && colors.values().all(|v| v == c)
 }
 
+/// No request sent after a pod was told to stop (SIGTERM from the fake kubelet) was answered
+/// by that pod: retiring pods drain, they never take new requests.
+pub fn assert_no_answer_from_stopped_pods(started: std::time::Instant, answers: &[Answer]) {
+    let mut checked = 0;
+    for a in answers.iter().filter(|a| !a.instance.is_empty()) {
+        if !testkit::kubelet::ever_stopped(&a.instance) {
+            continue;
+        }
+        checked += 1;
+        if let Some(late) = testkit::kubelet::sent_after_stop(&a.instance, started + a.sent) {
+            panic!(
+                "{} answered a {} request sent {late:?} after its pod was told to stop",
+                a.instance, a.service
+            );
+        }
+    }
+    eprintln!("{checked} answers came from addresses whose pods were stopped; none after a stop");
+}
+
 /// Every request of the load answered with a 2xx by some version.
 pub fn assert_none_failed(answers: &[Answer]) {
     let failed: Vec<&Answer> = answers.iter().filter(|a| a.failure.is_some()).collect();

@@ -279,7 +279,9 @@ fn blue_green_moves_every_active_service_from_blue_pods_to_green_pods_without_a_
     }
     let back_at = env.load.as_ref().unwrap().started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
+    let load_started = env.load.as_ref().unwrap().started;
     let answers = env.stop_load();
+    assert_no_answer_from_stopped_pods(load_started, &answers);
     report_cutover(&answers, rollback_at, "v2", "v1");
     assert_none_failed(&answers);
     let late: Vec<&Answer> = answers
@@ -330,7 +332,9 @@ fn a_v3_failing_5_percent_of_live_requests_is_rolled_back_by_the_metrics_analysi
     assert!(all_on(&env.active_colors(), "blue"));
     let back_at = env.load.as_ref().unwrap().started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
+    let load_started = env.load.as_ref().unwrap().started;
     let answers = env.stop_load();
+    assert_no_answer_from_stopped_pods(load_started, &answers);
     let bad: Vec<&Answer> = answers.iter().filter(|a| a.failure.is_some()).collect();
     eprintln!(
         "{} of {} requests failed (v3's injected 5 % on strategy-engine while it was live)",
@@ -383,7 +387,9 @@ fn a_v3_with_p95_above_the_threshold_is_rolled_back_by_the_metrics_analysis() {
         assert!(reason.contains(want), "the reason names {want:?}: {reason}");
     }
     assert!(all_on(&env.active_colors(), "blue"));
+    let load_started = env.load.as_ref().unwrap().started;
     let answers = env.stop_load();
+    assert_no_answer_from_stopped_pods(load_started, &answers);
     assert_none_failed(&answers);
 }
 
@@ -440,7 +446,9 @@ fn canary_through_httproute_weights_serves_each_step_share_and_promotes_to_the_n
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     sampler.join().unwrap();
+    let load_started = env.load.as_ref().unwrap().started;
     let answers = env.stop_load();
+    assert_no_answer_from_stopped_pods(load_started, &answers);
     assert_none_failed(&answers);
     // Each step's share: answers between one weight change (+2 s for the gateway to apply it,
     // three tests sharing two cores) and the next, across the four services.
@@ -965,7 +973,9 @@ fn a_canary_failing_5_percent_on_one_service_is_rolled_back_at_the_next_analysis
     // Every weight went back: the canary's failures are the only failed requests, all of them
     // before the decision, and from order-execution.
     std::thread::sleep(Duration::from_secs(2));
+    let load_started = env.load.as_ref().unwrap().started;
     let answers = env.stop_load();
+    assert_no_answer_from_stopped_pods(load_started, &answers);
     let bad: Vec<&Answer> = answers.iter().filter(|a| a.failure.is_some()).collect();
     eprintln!(
         "{} of {} requests failed during the canary",
@@ -997,7 +1007,9 @@ fn kill_9_of_the_worker_in_the_blue_green_validation_window_still_ends_on_green_
     assert!(all_on(&env.active_colors(), "green"));
     let done_at = env.load.as_ref().unwrap().started.elapsed();
     std::thread::sleep(Duration::from_secs(1));
+    let load_started = env.load.as_ref().unwrap().started;
     let answers = env.stop_load();
+    assert_no_answer_from_stopped_pods(load_started, &answers);
     report_cutover(&answers, Duration::ZERO, "v1", "v2");
     assert_none_failed(&answers);
     assert!(
@@ -1035,7 +1047,9 @@ fn kill_9_of_the_worker_in_a_canary_hold_still_promotes_with_0_failed() {
     });
     assert_eq!(s["outcome"], "succeeded", "{s}");
     assert!(all_on(&env.active_colors(), "green"));
+    let load_started = env.load.as_ref().unwrap().started;
     let answers = env.stop_load();
+    assert_no_answer_from_stopped_pods(load_started, &answers);
     assert_none_failed(&answers);
     for svc in SERVICES {
         let w = env.c.kubectl_ok(&[
@@ -1094,6 +1108,8 @@ fn prometheus_stopped_during_a_kubernetes_canary_holds_the_step_then_the_canary_
     });
     assert_eq!(s["outcome"], "succeeded", "{s}");
     assert!(all_on(&env.active_colors(), "green"));
+    let load_started = env.load.as_ref().unwrap().started;
     let answers = env.stop_load();
+    assert_no_answer_from_stopped_pods(load_started, &answers);
     assert_none_failed(&answers);
 }

@@ -175,10 +175,11 @@ impl KubePlatform {
 
     /// Moves each named service's active Service to the colour, in the given order. Services
     /// already there are left alone, so a retry after a crash finishes the rest. Then, for a
-    /// promoted canary: once a service's active Service serves only the new colour, its route's
-    /// canary weight goes back to 0 (all traffic through the active Service, read back), and its
-    /// preview Service stays on the new colour, so no share of the route can follow the old
-    /// colour, which is scaled down next. Otherwise the preview Service points at the other colour.
+    /// promoted canary (its route still sends a share to the preview Service): once a service's
+    /// active Service serves only the new colour, the route goes back to 100 % on the active
+    /// Service, as the gateway reports it. The preview Services are never moved here: each
+    /// selects the colour its release started (start_color), so no share of a route can follow a
+    /// colour about to retire, and a retry after the weights went back has nothing left to do.
     pub async fn switch(&self, req: &SwitchRequest) -> Result<SwitchResult, Failure> {
         let before = self.active_selectors(&req.services).await?;
         let abort_after: Option<usize> = std::env::var(FAULT_ABORT_AFTER_SWITCHED)
@@ -188,16 +189,14 @@ impl KubePlatform {
         let mut previous = BTreeMap::new();
         let mut first: Option<Instant> = None;
         let mut last = Instant::now();
-        let mut previews = Vec::new();
         for s in &req.services {
             let was = before.get(s).cloned().flatten().unwrap_or_default();
             previous.insert(s.clone(), was.clone());
-            // [active, preview]: the active one moves now, the preview one after the route.
-            let docs = render_services(s, &self.ns, &req.color, other_color(&req.color))?;
-            previews.push((s.clone(), docs[1..].to_vec()));
             if was == req.color {
                 continue;
             }
+            // [active, preview]: only the active one moves.
+            let docs = render_services(s, &self.ns, &req.color, other_color(&req.color))?;
             let t = Instant::now();
             self.apply(&docs[0], false).await?;
             first.get_or_insert(t);
@@ -212,13 +211,9 @@ impl KubePlatform {
             }
         }
         let switch_ms = first.map_or(0.0, |f| (last - f).as_secs_f64() * 1000.0);
-        for (s, docs) in previews {
-            if self.current_weight(&s).await?.is_some_and(|w| w > 0) {
-                // A promoted canary: the preview Service already selects this colour. It stays
-                // there (the next release points it at its own colour when that starts), so the
-                // route's preview share never reaches the colour about to retire, however late
-                // the gateway applies the weights going back to the active Service.
-                self.wait_serving_only(&s, &req.color).await?;
+        for s in &req.services {
+            if self.current_weight(s).await?.is_some_and(|w| w > 0) {
+                self.wait_serving_only(s, &req.color).await?;
                 let w = proto::ServiceWeight {
                     service: s.clone(),
                     canary_percent: 0,
@@ -230,10 +225,6 @@ impl KubePlatform {
                     ..Default::default()
                 })
                 .await?;
-                continue;
-            }
-            for d in &docs {
-                self.apply(d, false).await?;
             }
         }
         Ok(SwitchResult {

@@ -41,7 +41,9 @@ async fn main() {
             eprintln!("jts-standin: cannot listen on {listen}: {e}");
             std::process::exit(1)
         });
-    println!("LISTENING {}", listener.local_addr().expect("bound"));
+    let addr = listener.local_addr().expect("bound");
+    let _ = app.instance.set(addr.to_string());
+    println!("LISTENING {addr}");
     let _ = std::io::stdout().flush();
     if let Some(after) = app.crash_after() {
         tokio::spawn(async move {
