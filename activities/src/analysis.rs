@@ -57,6 +57,15 @@ fn verdict(
         th,
         true,
     );
+    // A p95 threshold with no p95 figure (query answered nothing) is not a pass.
+    let (outcome, detail) = if r.outcome == PASSED && th.max_p95_ms > 0 && p95_ms.is_none() {
+        (
+            INCONCLUSIVE.to_owned(),
+            format!("no p95 data ({} requests)", requests.round()),
+        )
+    } else {
+        (r.outcome, r.detail)
+    };
     ServiceAnalysis {
         service: service.to_owned(),
         canary_requests: requests,
@@ -67,8 +76,8 @@ fn verdict(
         },
         p95_ms: p95_ms.unwrap_or(0.0),
         share_pct,
-        outcome: r.outcome,
-        detail: format!("{}; canary share {share_pct:.1}%", r.detail),
+        outcome,
+        detail: format!("{detail}; canary share {share_pct:.1}%"),
     }
 }
 

@@ -140,14 +140,21 @@ impl Platform {
             }
             Platform::Kubernetes(p) => {
                 let health = p.health(&req.color, &req.services).await?;
-                let mut results = crate::analysis::window(http, req).await;
+                // A run started before the window was judged by metrics carries no analysis
+                // settings: it keeps the judgement it started with (pod health).
+                let judged_by_metrics = req.platform.as_ref().is_some_and(|t| t.analysis.is_some());
+                let mut results = if judged_by_metrics {
+                    crate::analysis::window(http, req).await
+                } else {
+                    Vec::new()
+                };
                 for (service, ok, detail) in health {
-                    if !ok {
+                    if !ok || !judged_by_metrics {
                         results.push(CheckResult {
                             name: "validation".into(),
                             service,
                             color: req.color.clone(),
-                            outcome: "failed".into(),
+                            outcome: if ok { "passed" } else { "failed" }.into(),
                             detail: format!("health: {detail}"),
                             ..Default::default()
                         });

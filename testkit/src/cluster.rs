@@ -503,7 +503,7 @@ endpoints:
         "--metrics.prometheus.addServicesLabels=true".into(),
         "--metrics.prometheus.addRoutersLabels=true".into(),
         // Traefik applies at most one new configuration per throttle period (default 2 s): the
-        // four services' switch would reach clients up to 2 s apart. k8s/README.md says the same.
+        // four services' switch or a canary step would reach clients up to 2 s apart (README).
         "--providers.providersThrottleDuration=100ms".into(),
         // The Services' ClusterIPs (the fake kube-proxy), a new connection per request: each
         // request goes to an endpoint ready at that moment (see crate::kubeproxy).

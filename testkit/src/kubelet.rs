@@ -13,9 +13,9 @@
 //! - probes the process's readiness endpoint and writes the pod's Ready condition from it (a
 //!   version that never becomes ready stays unready); a process that exits is restarted and its
 //!   restart counted;
-//! - on deletion: the pod stops being Ready at once, the process keeps serving for the pod's
-//!   preStop sleep (capped at [`MAX_PRESTOP`]) while endpoints drain, then gets SIGTERM, and the
-//!   pod is removed once the process has exited.
+//! - on deletion: the process keeps serving for the pod's preStop sleep (capped at
+//!   [`MAX_PRESTOP`]) while endpoints drain (EndpointSlices mark the pod terminating: not ready,
+//!   still serving), then gets SIGTERM, and the pod is removed once the process has exited.
 //!
 //! Only 127.0.0.0/8 addresses are ever bound or probed; a pod without a mirror is refused.
 
@@ -262,10 +262,10 @@ async fn run(kubeconfig: PathBuf, log_dir: PathBuf, standin: PathBuf) {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
             if let Some(r) = running.get_mut(&uid) {
                 if pod.metadata.deletion_timestamp.is_some() {
+                    // As a kubelet: the pod keeps its Ready condition through the preStop sleep
+                    // (the EndpointSlice marks it terminating: not ready, still serving).
                     if r.stop_at.is_none() {
                         r.stop_at = Some(Instant::now() + prestop(pod));
-                        write_status(&pods, &name, false, r.restarts, pod).await;
-                        r.ready = Some(false);
                     }
                     continue;
                 }

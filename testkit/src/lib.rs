@@ -149,7 +149,6 @@ pub struct Platform {
     http: blocking::Client,
 }
 
-/// A tiny blocking HTTP helper over a private tokio runtime (tests are plain threads).
 /// One GET through the gateway at `gateway` (host:port on 127.0.0.0/8) for `host`: its status,
 /// or None when nothing answered.
 pub fn gateway_get(gateway: &str, host: &str, path: &str) -> Option<u16> {
@@ -170,6 +169,7 @@ pub fn gateway_get(gateway: &str, host: &str, path: &str) -> Option<u16> {
     })
 }
 
+/// A tiny blocking HTTP helper over a private tokio runtime (tests are plain threads).
 pub mod blocking {
     use std::sync::OnceLock;
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();

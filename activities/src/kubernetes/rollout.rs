@@ -54,6 +54,26 @@ impl KubePlatform {
 
     pub async fn scale_color(&self, req: &ColorRequest) -> Result<(), Failure> {
         let api: Api<Deployment> = self.api();
+        // Never stop a colour an active Service selects: whatever path asked for it (e.g. a
+        // promotion that failed after the switch and undoes by weights), that would leave the
+        // service with no pods behind its live traffic.
+        if req.stop {
+            let names: Vec<String> = req.services.iter().map(|s| s.name.clone()).collect();
+            let live: Vec<String> = self
+                .active_selectors(&names)
+                .await?
+                .into_iter()
+                .filter(|(_, c)| c.as_deref() == Some(req.color.as_str()))
+                .map(|(s, _)| s)
+                .collect();
+            if !live.is_empty() {
+                return Err(Failure::Conflict(format!(
+                    "{} live on {}: refusing to stop the live colour",
+                    live.join(", "),
+                    req.color
+                )));
+            }
+        }
         for s in &req.services {
             let replicas = if req.stop {
                 0
@@ -211,21 +231,32 @@ impl KubePlatform {
             }
         }
         let switch_ms = first.map_or(0.0, |f| (last - f).as_secs_f64() * 1000.0);
+        // A promoted canary: the routes still sending a share to the preview Services go back to
+        // the active ones once those serve only the new colour. Bounded inside the 5 s of a
+        // traffic move; past it the attempt fails retryably and the retry finds the Services
+        // moved and finishes this part.
+        let mut reset = Vec::new();
         for s in &req.services {
             if self.current_weight(s).await?.is_some_and(|w| w > 0) {
-                self.wait_serving_only(s, &req.color).await?;
-                let w = proto::ServiceWeight {
+                reset.push(s.clone());
+            }
+        }
+        if !reset.is_empty() {
+            self.wait_serving_only(&reset, &req.color).await?;
+            let weights = reset
+                .iter()
+                .map(|s| proto::ServiceWeight {
                     service: s.clone(),
                     canary_percent: 0,
                     ..Default::default()
-                };
-                self.set_weights(&proto::WeightsRequest {
-                    platform: None,
-                    weights: vec![w],
-                    ..Default::default()
                 })
-                .await?;
-            }
+                .collect();
+            self.set_weights(&proto::WeightsRequest {
+                platform: None,
+                weights,
+                ..Default::default()
+            })
+            .await?;
         }
         Ok(SwitchResult {
             replayed: changed.is_empty(),
@@ -235,21 +266,31 @@ impl KubePlatform {
         })
     }
 
-    /// Waits until `<service>-active` has ready endpoints of `color` and none of the other
-    /// colour (EndpointSlices follow a selector change within moments).
-    async fn wait_serving_only(&self, service: &str, color: &str) -> Result<(), Failure> {
-        let active = format!("{service}-active");
-        let deadline = Instant::now() + Duration::from_secs(20);
+    /// Waits (up to 1.2 s) until each service's `<service>-active` has ready endpoints of
+    /// `color` and none of the other colour (EndpointSlices follow a selector change within
+    /// moments); a retryable failure past that.
+    async fn wait_serving_only(&self, services: &[String], color: &str) -> Result<(), Failure> {
+        let deadline = Instant::now() + Duration::from_millis(1200);
         loop {
-            let new = self.ready_endpoints(&active, color).await?;
-            let old = self.ready_endpoints(&active, other_color(color)).await?;
-            if new > 0 && old == 0 {
+            let mut waiting = Vec::new();
+            for service in services {
+                let active = format!("{service}-active");
+                let new = self.ready_endpoints(&active, color).await?;
+                let old = self.ready_endpoints(&active, other_color(color)).await?;
+                if new == 0 || old > 0 {
+                    waiting.push(format!(
+                        "{active} has {old} ready {} endpoint(s) and {new} {color}",
+                        other_color(color)
+                    ));
+                }
+            }
+            if waiting.is_empty() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(Failure::VerifyFailed(format!(
-                    "{active} still has {old} ready {} endpoint(s) and {new} {color}: the canary route was left as it is",
-                    other_color(color)
+                return Err(Failure::Unavailable(format!(
+                    "the routes stay on the canary until the active Services serve only {color}: {}",
+                    waiting.join("; ")
                 )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -260,7 +301,8 @@ impl KubePlatform {
     /// follow a selector change within moments: wait for them briefly), and, with live routes,
     /// the gateway has accepted each service's route as it is now (status read back).
     pub async fn verify(&self, color: &str, services: &[String]) -> Result<(), Failure> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Inside the 15 s the workflow gives the call.
+        let deadline = Instant::now() + Duration::from_secs(12);
         loop {
             let selectors = self.active_selectors(services).await?;
             let mut wrong = Vec::new();

@@ -331,7 +331,7 @@ pub struct KubernetesPlatformCfg {
     /// the switch go through it (it replaces `preview_url`).
     #[serde(default)]
     pub preview_host: String,
-    /// host:port where the worker reaches the Gateway for those hosts (default: DNS, port 80).
+    /// IP:port where the worker reaches the Gateway for the preview hosts (default: DNS, port 80).
     #[serde(default)]
     pub gateway_address: String,
 }

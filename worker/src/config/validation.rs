@@ -125,9 +125,13 @@ impl Config {
                         ("platform.route_host", &p.route_host),
                         ("platform.preview_host", &p.preview_host),
                     ] {
+                        if t.is_empty() {
+                            continue;
+                        }
                         let sample = t.replace("{service}", "svc").replace("{namespace}", "ns");
-                        let ok = sample.split('.').all(is_dns_label) && !t.contains("://");
-                        if !t.is_empty() && !ok {
+                        let labels: Vec<&str> = sample.split('.').collect();
+                        let numeric = labels.iter().all(|l| l.chars().all(|c| c.is_ascii_digit()));
+                        if !labels.iter().all(|l| is_dns_label(l)) || t.contains("://") || numeric {
                             return Err(self.invalid(
                                 key(k),
                                 format!(
@@ -135,6 +139,26 @@ impl Config {
                                 ),
                             ));
                         }
+                        if !t.contains("{service}") {
+                            return Err(self.invalid(
+                                key(k),
+                                format!(
+                                    "{t:?} has no {{service}}: every service needs its own host"
+                                ),
+                            ));
+                        }
+                        if p.canary_routing != "gateway" {
+                            return Err(self.invalid(
+                                key(k),
+                                "route hosts are HTTPRoutes: they need canary_routing = \"gateway\"",
+                            ));
+                        }
+                    }
+                    if !p.route_host.is_empty() && p.route_host == p.preview_host {
+                        return Err(self.invalid(
+                            key("platform.preview_host"),
+                            "the preview host must differ from the live one",
+                        ));
                     }
                     if p.route_host.is_empty() != p.preview_host.is_empty() {
                         return Err(self.invalid(
@@ -510,6 +534,24 @@ mod tests {
         let e = k8s(", route_host = \"{service}.jts.example\"", prom).unwrap_err();
         assert!(
             e.contains("environments.staging.platform.preview_host"),
+            "{e}"
+        );
+        let e = k8s(
+            ", route_host = \"jts.example\", preview_host = \"p.jts.example\"",
+            prom,
+        )
+        .unwrap_err();
+        assert!(e.contains("route_host") && e.contains("{service}"), "{e}");
+        let same = ", route_host = \"{service}.a\", preview_host = \"{service}.a\"";
+        let e = k8s(same, prom).unwrap_err();
+        assert!(
+            e.contains("platform.preview_host") && e.contains("differ"),
+            "{e}"
+        );
+        let istio = ", canary_routing = \"istio\", route_host = \"{service}.a\", preview_host = \"{service}-p.a\"";
+        let e = k8s(istio, prom).unwrap_err();
+        assert!(
+            e.contains("platform.route_host") && e.contains("gateway"),
             "{e}"
         );
         let e = k8s(", gateway = \"Not A Name\"", prom).unwrap_err();

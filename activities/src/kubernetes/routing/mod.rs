@@ -12,6 +12,10 @@ use kube::api::{Api, DynamicObject};
 use proto::{PlatformTarget, ServiceWeight, WeightsRequest, WeightsResult};
 use serde_json::{Value, json};
 
+/// How long a weights change waits for the gateway's controller to take it (the workflow gives a
+/// traffic move 5 s per attempt).
+pub const WEIGHTS_TAKEN_WITHIN: std::time::Duration = std::time::Duration::from_millis(3000);
+
 /// The route objects of an environment, built from its platform target alone (the CLI's
 /// `render` uses them without a cluster).
 pub struct Routes<'a>(pub &'a PlatformTarget);
@@ -75,7 +79,7 @@ impl Routes<'_> {
     }
 
     /// The Gateway the routes attach to (name and namespace from configuration).
-    fn parent_ref(&self) -> Value {
+    pub fn parent_ref(&self) -> Value {
         let name = if self.0.gateway_name.is_empty() {
             "jts"
         } else {
@@ -125,10 +129,13 @@ impl KubePlatform {
             self.apply(&doc, false).await?;
             applied.push(self.read_weight(w).await?);
         }
-        // Gateway API: the gateway must have taken the new weights (route status for this
-        // generation) before anything else happens, e.g. the canary colour scaled down.
+        // Gateway API: the gateway's controller must have taken the new weights (route status
+        // for this generation) before anything else happens, e.g. the canary colour scaled down.
+        // Bounded well inside the 5 s the workflow gives a traffic move: a slow gateway fails the
+        // attempt (retryable) and the retry applies and waits again.
+        let deadline = std::time::Instant::now() + WEIGHTS_TAKEN_WITHIN;
         for w in &req.weights {
-            self.wait_route_programmed(&w.service).await?;
+            self.wait_route_programmed(&w.service, deadline).await?;
         }
         Ok(WeightsResult { applied })
     }
@@ -148,6 +155,23 @@ impl KubePlatform {
             }
             self.apply(&docs[1], false).await?;
         }
+        // The checks go through the preview routes next: the gateway must have taken them.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        for s in services {
+            for name in [s.clone(), format!("{s}-preview")] {
+                loop {
+                    let Some(why) = self.route_lag(&name).await? else {
+                        break;
+                    };
+                    if std::time::Instant::now() >= deadline {
+                        return Err(Failure::Unavailable(format!(
+                            "the gateway has not taken the route yet: {why}"
+                        )));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -155,7 +179,8 @@ impl KubePlatform {
     /// now — it must have accepted the route's current generation with every backend resolved
     /// (the Gateway API's own read-back of what the gateway programmed). None when it has.
     pub async fn route_not_programmed(&self, service: &str) -> Result<Option<String>, Failure> {
-        if !self.routes().gateway_routes() {
+        // No live route yet (route hosts configured after the last release): nothing to verify.
+        if !self.routes().gateway_routes() || self.current_weight(service).await?.is_none() {
             return Ok(None);
         }
         self.route_status_lag(service).await
@@ -164,11 +189,14 @@ impl KubePlatform {
     /// Why the gateway's status of a service's HTTPRoute does not cover its current generation
     /// (Accepted and ResolvedRefs true); None when it does.
     async fn route_status_lag(&self, service: &str) -> Result<Option<String>, Failure> {
-        let w = ServiceWeight {
-            service: service.to_owned(),
-            ..Default::default()
-        };
-        let (ar, name) = api_resource(&self.routes().route_doc(&w)?)?;
+        self.route_lag(service).await
+    }
+
+    /// The same for the HTTPRoute `name`, judged on the status entry of our Gateway.
+    async fn route_lag(&self, name: &str) -> Result<Option<String>, Failure> {
+        let gvk = kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+        let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, "httproutes");
+        let name = name.to_owned();
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.ns, &ar);
         let Some(obj) = api
             .get_opt(&name)
@@ -178,10 +206,18 @@ impl KubePlatform {
             return Ok(Some(format!("HTTPRoute {name} does not exist")));
         };
         let generation = obj.metadata.generation.unwrap_or(0);
-        let parents = obj.data["status"]["parents"]
+        let ours = self.routes().parent_ref();
+        let parents: Vec<Value> = obj.data["status"]["parents"]
             .as_array()
             .cloned()
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| {
+                let r = &p["parentRef"];
+                r["name"] == ours["name"]
+                    && (ours.get("namespace").is_none() || r["namespace"] == ours["namespace"])
+            })
+            .collect();
         let cond = |t: &str| {
             parents.iter().find_map(|p| {
                 p["conditions"]
@@ -209,20 +245,23 @@ impl KubePlatform {
         Ok(None)
     }
 
-    /// Waits (up to 15 s) until the gateway reports the service's route as it is now; a
-    /// gateway that never does is a retryable failure naming why. Istio: nothing to wait for.
-    pub async fn wait_route_programmed(&self, service: &str) -> Result<(), Failure> {
+    /// Waits until `deadline` for the gateway to report the service's route as it is now; a
+    /// gateway that has not is a retryable failure naming why. Istio: nothing to wait for.
+    pub async fn wait_route_programmed(
+        &self,
+        service: &str,
+        deadline: std::time::Instant,
+    ) -> Result<(), Failure> {
         if !matches!(self.target.canary_routing.as_str(), "gateway" | "") {
             return Ok(());
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         loop {
             let Some(why) = self.route_status_lag(service).await? else {
                 return Ok(());
             };
             if std::time::Instant::now() >= deadline {
                 return Err(Failure::Unavailable(format!(
-                    "the gateway has not taken the new weights: {why}"
+                    "the gateway has not taken the route yet: {why}"
                 )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
