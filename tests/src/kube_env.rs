@@ -71,7 +71,9 @@ smoke = ["/api/market/status"]
 
 [environments.staging]
 platform = {{ kind = "kubernetes", namespace = "{ns}", manifests = "{manifests}", gateway = "{gw}", gateway_namespace = "{gw_ns}", route_host = "{{service}}.{{namespace}}.jts.test", preview_host = "{{service}}-preview.{{namespace}}.jts.test", gateway_address = "{gw_addr}" }}
-thresholds = {{ max_error_ratio = 0.01, max_p95_ms = 500, min_requests = 5 }}
+# p95 800 ms: a healthy colour's performance check through the gateway measured 534 ms while
+# three Kubernetes tests shared the two cores.
+thresholds = {{ max_error_ratio = 0.01, max_p95_ms = 800, min_requests = 5 }}
 performance = {{ requests = 20, concurrency = 4 }}
 timings = {{ validation_window_secs = 4, check_interval_ms = 1000, keep_warm_secs = {keep_warm_secs}, inconclusive_hold_secs = 8, ready_timeout_secs = 30 }}
 replicas = {{ risk-management = 2, order-execution = 2, strategy-engine = 2, api-gateway = 2 }}

@@ -367,7 +367,7 @@ fn a_v3_with_p95_above_the_threshold_is_rolled_back_by_the_metrics_analysis() {
         &[],
         1,
         false,
-        "v3@order-execution=live_latency_ms:700",
+        "v3@order-execution=live_latency_ms:1500",
     );
     let run = env.cli(&[
         "deploy",
