@@ -62,11 +62,7 @@ pub fn traefik_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("CUTOVER_GATEWAY_BIN") {
         return PathBuf::from(p);
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-    cache
-        .join("cutover-testbin")
+    testbin_cache()
         .join(format!("traefik-{TRAEFIK_VERSION}"))
         .join("traefik")
 }
@@ -86,12 +82,16 @@ pub fn k8s_bin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CUTOVER_K8S_BIN") {
         return PathBuf::from(d);
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
+    testbin_cache().join(format!("k8s-{K8S_VERSION}"))
+}
+
+/// Where the build scripts cache the test bed's binaries: `$XDG_CACHE_HOME` (else ~/.cache)
+/// `/cutover-testbin`.
+pub fn testbin_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-    cache
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"))
         .join("cutover-testbin")
-        .join(format!("k8s-{K8S_VERSION}"))
 }
 
 /// The test process's control plane, started on first use.

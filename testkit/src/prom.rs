@@ -12,11 +12,7 @@ pub fn kubernetes_prometheus_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("CUTOVER_PROMETHEUS_BIN") {
         return PathBuf::from(p);
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-    cache
-        .join("cutover-testbin")
+    crate::cluster::testbin_cache()
         .join("prometheus-v0.316.0")
         .join("prometheus")
 }

@@ -278,6 +278,19 @@ impl KubeEnv {
             .collect()
     }
 
+    /// The weights of a service's HTTPRoute backends as kubectl prints them ("100 0").
+    pub fn route_weights(&self, service: &str) -> String {
+        self.c.kubectl_ok(&[
+            "-n",
+            &self.ns,
+            "get",
+            "httproute",
+            service,
+            "-o",
+            "jsonpath={.spec.rules[0].backendRefs[*].weight}",
+        ])
+    }
+
     pub fn replicas(&self, deployment: &str) -> i64 {
         self.c
             .kubectl_ok(&[
@@ -347,6 +360,15 @@ pub fn assert_no_answer_from_stopped_pods(
     }
     eprintln!("{checked} answers came from addresses whose pods were stopped; none after a stop");
     checked
+}
+
+/// Answers received after `after` from any version but `want`.
+pub fn answers_not_by(answers: &[Answer], after: Duration, want: &str) -> Vec<Answer> {
+    answers
+        .iter()
+        .filter(|a| a.at > after && a.version != want)
+        .cloned()
+        .collect()
 }
 
 /// Every request of the load answered with a 2xx by some version.

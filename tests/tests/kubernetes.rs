@@ -229,10 +229,7 @@ fn blue_green_moves_every_active_service_from_blue_pods_to_green_pods_without_a_
     report_cutover(&answers, Duration::ZERO, "v1", "v2");
     assert_none_failed(&answers);
     // Once the release is done, only v2 answers (the old colour is warm, out of traffic).
-    let late: Vec<&Answer> = answers
-        .iter()
-        .filter(|a| a.at > done_at && a.version != "v2")
-        .collect();
+    let late = answers_not_by(&answers, done_at, "v2");
     assert!(
         late.is_empty(),
         "answered by the old version after the release: {late:?}"
@@ -288,10 +285,7 @@ fn blue_green_moves_every_active_service_from_blue_pods_to_green_pods_without_a_
     );
     report_cutover(&answers, rollback_at, "v2", "v1");
     assert_none_failed(&answers);
-    let late: Vec<&Answer> = answers
-        .iter()
-        .filter(|a| a.at > back_at && a.version != "v1")
-        .collect();
+    let late = answers_not_by(&answers, back_at, "v1");
     assert!(
         late.is_empty(),
         "answered by v2 after the rollback: {late:?}"
@@ -350,10 +344,7 @@ fn a_v3_failing_5_percent_of_live_requests_is_rolled_back_by_the_metrics_analysi
             .all(|a| a.service == "strategy-engine" && a.at <= back_at),
         "only strategy-engine's v3 failed, and only before the rollback: {bad:?}"
     );
-    let late: Vec<&Answer> = answers
-        .iter()
-        .filter(|a| a.at > back_at && a.version != "v1")
-        .collect();
+    let late = answers_not_by(&answers, back_at, "v1");
     assert!(
         late.is_empty(),
         "answered by v3 after the rollback: {late:?}"
@@ -500,21 +491,10 @@ fn canary_through_httproute_weights_serves_each_step_share_and_promotes_to_the_n
     // only v2 answering.
     assert!(all_on(&env.active_colors(), "green"));
     for svc in SERVICES {
-        let w = env.c.kubectl_ok(&[
-            "-n",
-            &env.ns,
-            "get",
-            "httproute",
-            svc,
-            "-o",
-            "jsonpath={.spec.rules[0].backendRefs[*].weight}",
-        ]);
+        let w = env.route_weights(svc);
         assert_eq!(w, "100 0", "{svc}'s route after promotion");
     }
-    let late: Vec<&Answer> = answers
-        .iter()
-        .filter(|a| a.at > promoted_at && a.version != "v2")
-        .collect();
+    let late = answers_not_by(&answers, promoted_at, "v2");
     assert!(late.is_empty(), "answered by v1 after promotion: {late:?}");
     // The preview Services stayed on the live colour (none points at the retired one).
     for svc in SERVICES {
@@ -1060,15 +1040,7 @@ fn kill_9_of_the_worker_in_a_canary_hold_still_promotes_with_0_failed() {
     assert_no_answer_from_stopped_pods(load_started, &answers);
     assert_none_failed(&answers);
     for svc in SERVICES {
-        let w = env.c.kubectl_ok(&[
-            "-n",
-            &env.ns,
-            "get",
-            "httproute",
-            svc,
-            "-o",
-            "jsonpath={.spec.rules[0].backendRefs[*].weight}",
-        ]);
+        let w = env.route_weights(svc);
         assert_eq!(w, "100 0", "{svc}'s route after promotion");
     }
 }
