@@ -67,7 +67,8 @@ pub fn traefik_bin() -> PathBuf {
         .join("traefik")
 }
 
-fn repo_root() -> PathBuf {
+/// The workspace root (the folder of cutover.toml and k8s/).
+pub fn repo_root() -> PathBuf {
     Path::new(
         &std::env::var("CARGO_MANIFEST_DIR")
             .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),

@@ -309,9 +309,8 @@ impl Default for ConfigOpts {
     }
 }
 
-pub fn config_text(envs: &[(&str, &str)], o: &ConfigOpts) -> String {
-    let mut s = String::from(
-        r#"[services.risk-management]
+/// The four JTS services of every test configuration, in cutover.toml's form.
+pub const SERVICES_TOML: &str = r#"[services.risk-management]
 smoke = ["/api/risk/limits"]
 [services.order-execution]
 depends_on = ["risk-management"]
@@ -322,8 +321,10 @@ smoke = ["/api/strategies"]
 [services.api-gateway]
 depends_on = ["strategy-engine", "order-execution"]
 smoke = ["/api/market/status"]
-"#,
-    );
+"#;
+
+pub fn config_text(envs: &[(&str, &str)], o: &ConfigOpts) -> String {
+    let mut s = String::from(SERVICES_TOML);
     for (env, admin) in envs {
         s.push_str(&format!(
             r#"

@@ -6,6 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+/// The API route the load asks each service for.
+fn api_route(service: &str) -> &'static str {
+    match service {
+        "api-gateway" => "/api/market/status",
+        "strategy-engine" => "/api/strategies",
+        "order-execution" => "/api/orders",
+        _ => "/api/risk/limits",
+    }
+}
+
 /// Steady traffic: `rate` requests per second to each service, spread over time.
 pub struct Load {
     stop: Arc<AtomicBool>,
@@ -34,12 +44,7 @@ impl Load {
             .unwrap();
         let mut handles = Vec::new();
         for (name, base) in services {
-            let route = match name.as_str() {
-                "api-gateway" => "/api/market/status",
-                "strategy-engine" => "/api/strategies",
-                "order-execution" => "/api/orders",
-                _ => "/api/risk/limits",
-            };
+            let route = api_route(name);
             let url = format!("{base}{route}");
             let (stop, ok, failed, failures, client) = (
                 stop.clone(),
@@ -157,12 +162,7 @@ impl GatewayLoad {
         let started = std::time::Instant::now();
         let mut handles = Vec::new();
         for (name, host) in hosts {
-            let route = match name.as_str() {
-                "api-gateway" => "/api/market/status",
-                "strategy-engine" => "/api/strategies",
-                "order-execution" => "/api/orders",
-                _ => "/api/risk/limits",
-            };
+            let route = api_route(name);
             let url = format!("http://{gateway}{route}");
             let (stop, answers, client, host, name) = (
                 stop.clone(),

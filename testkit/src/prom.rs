@@ -26,6 +26,17 @@ pub struct Prometheus {
     targets: usize,
 }
 
+/// Relabelling of a discovered target: the API names it 10.x, it serves at its loopback mirror
+/// 127.x (crate::cluster::loopback_mirror); nothing else is kept.
+const MIRROR_RELABEL: &str = "      - source_labels: [__address__]
+        regex: '10\\.(\\d+\\.\\d+\\.\\d+):(\\d+)'
+        replacement: '127.$1:$2'
+        target_label: __address__
+      - source_labels: [__address__]
+        regex: '127\\..*'
+        action: keep
+";
+
 impl Prometheus {
     /// `targets`: host:port of /metrics endpoints, each its own job.
     pub fn start(dir: &Path, targets: &[(&str, &str)]) -> Self {
@@ -99,15 +110,7 @@ scrape_configs:
       - source_labels: [__meta_kubernetes_pod_container_port_name]
         regex: http
         action: keep
-      # Pods are named 10.x in the API and serve at their loopback mirror 127.x.
-      - source_labels: [__address__]
-        regex: '10\\.(\\d+\\.\\d+\\.\\d+):(\\d+)'
-        replacement: '127.$1:$2'
-        target_label: __address__
-      - source_labels: [__address__]
-        regex: '127\\..*'
-        action: keep
-      - source_labels: [__meta_kubernetes_namespace]
+{mirror}      - source_labels: [__meta_kubernetes_namespace]
         target_label: namespace
       - source_labels: [__meta_kubernetes_pod_name]
         target_label: pod
@@ -116,15 +119,9 @@ scrape_configs:
       - source_labels: [__meta_kubernetes_service_name]
         regex: traefik-metrics
         action: keep
-      - source_labels: [__address__]
-        regex: '10\\.(\\d+\\.\\d+\\.\\d+):(\\d+)'
-        replacement: '127.$1:$2'
-        target_label: __address__
-      - source_labels: [__address__]
-        regex: '127\\..*'
-        action: keep
-",
+{mirror}",
             pods = sd("pod", ""),
+            mirror = MIRROR_RELABEL,
             gw = sd(
                 "endpointslice",
                 &format!(

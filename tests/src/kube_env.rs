@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use testkit::cluster::{Cluster, cluster};
@@ -23,13 +23,7 @@ pub const SERVICES: [&str; 4] = [
 ];
 
 pub fn repo() -> PathBuf {
-    Path::new(
-        &std::env::var("CARGO_MANIFEST_DIR")
-            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
-    )
-    .parent()
-    .unwrap()
-    .to_path_buf()
+    testkit::cluster::repo_root()
 }
 
 /// One test's world on Kubernetes: a namespace, Temporal, a worker with the cluster's
@@ -57,18 +51,7 @@ pub fn live_host(ns: &str, service: &str) -> String {
 
 pub fn config_text(ns: &str, c: &Cluster, prometheus: &str, keep_warm_secs: u64) -> String {
     format!(
-        r#"[services.risk-management]
-smoke = ["/api/risk/limits"]
-[services.order-execution]
-depends_on = ["risk-management"]
-smoke = ["/api/orders"]
-[services.strategy-engine]
-depends_on = ["risk-management"]
-smoke = ["/api/strategies"]
-[services.api-gateway]
-depends_on = ["strategy-engine", "order-execution"]
-smoke = ["/api/market/status"]
-
+        r#"{services}
 [environments.staging]
 platform = {{ kind = "kubernetes", namespace = "{ns}", manifests = "{manifests}", gateway = "{gw}", gateway_namespace = "{gw_ns}", route_host = "{{service}}.{{namespace}}.jts.test", preview_host = "{{service}}-preview.{{namespace}}.jts.test", gateway_address = "{gw_addr}" }}
 # p95 800 ms: a healthy colour's performance check through the gateway measured 534 ms while
@@ -87,6 +70,7 @@ provider = "prometheus"
 prometheus_url = "{prometheus}"
 window_secs = 5
 "#,
+        services = testkit::SERVICES_TOML,
         manifests = repo().join("k8s/jts").display(),
         gw = c.gateway.name,
         gw_ns = c.gateway.namespace,

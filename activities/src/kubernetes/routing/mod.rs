@@ -183,16 +183,11 @@ impl KubePlatform {
         if !self.routes().gateway_routes() || self.current_weight(service).await?.is_none() {
             return Ok(None);
         }
-        self.route_status_lag(service).await
-    }
-
-    /// Why the gateway's status of a service's HTTPRoute does not cover its current generation
-    /// (Accepted and ResolvedRefs true); None when it does.
-    async fn route_status_lag(&self, service: &str) -> Result<Option<String>, Failure> {
         self.route_lag(service).await
     }
 
-    /// The same for the HTTPRoute `name`, judged on the status entry of our Gateway.
+    /// Why the gateway's status of the HTTPRoute `name` (its entry for our Gateway) does not
+    /// cover the route's current generation (Accepted and ResolvedRefs true); None when it does.
     async fn route_lag(&self, name: &str) -> Result<Option<String>, Failure> {
         let gvk = kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
         let ar = kube::api::ApiResource::from_gvk_with_plural(&gvk, "httproutes");
@@ -256,7 +251,7 @@ impl KubePlatform {
             return Ok(());
         }
         loop {
-            let Some(why) = self.route_status_lag(service).await? else {
+            let Some(why) = self.route_lag(service).await? else {
                 return Ok(());
             };
             if std::time::Instant::now() >= deadline {
