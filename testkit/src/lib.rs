@@ -19,6 +19,7 @@ pub mod kubeproxy;
 mod load;
 pub mod prom;
 mod temporal;
+pub mod tlsproxy;
 mod worker;
 
 pub use load::{Answer, GatewayLoad, Load, LoadStats};
@@ -330,14 +331,14 @@ pub fn config_text(envs: &[(&str, &str)], o: &ConfigOpts) -> String {
             r#"
 [environments.{env}]
 platform = {{ kind = "local", admin_url = "{admin}" }}
-production = {prod}
+production = false
+asserted_identities = true
 thresholds = {{ max_error_ratio = 0.01, max_p95_ms = 500, min_requests = {min} }}
 performance = {{ requests = 20, concurrency = 4 }}
-approval = {{ required = {approval}, approvers = ["alice", "bob"] }}
+approval = {{ required = {approval}, approvers = ["alice", "bob"], distinct_from_requester = {approval} }}
 timings = {{ validation_window_secs = {vw}, check_interval_ms = {ci}, keep_warm_secs = {kw}, inconclusive_hold_secs = {ih}, ready_timeout_secs = 20 }}
 replicas = {{ risk-management = {r}, order-execution = {r}, strategy-engine = {r}, api-gateway = {r} }}
 "#,
-            prod = o.approval,
             min = o.min_requests,
             approval = o.approval,
             vw = o.validation_window_secs,
@@ -390,7 +391,10 @@ impl Env {
         let platform = Platform::start(faults, opts.replicas);
         let config = dir.join("cutover.toml");
         std::fs::write(&config, config_text(&[("staging", &platform.admin)], opts)).unwrap();
-        let mut worker = Worker::start(&temporal.address(), worker_env);
+        let mut envs = worker_env.to_vec();
+        let config_path = config.display().to_string();
+        envs.push(("CUTOVER_CONFIG", &config_path));
+        let mut worker = Worker::start(&temporal.address(), &envs);
         // Until the worker polls, a query of a workflow that has just started (the breaker a
         // command creates) waits for the client's 30 s timeout on a slow machine. A worker that
         // exits instead is reported with its log at once, not after the timeout.
@@ -416,6 +420,30 @@ impl Env {
             worker,
             config,
         }
+    }
+
+    /// The configuration file changed: the worker reads it only at start, so it restarts
+    /// (nothing is running in between in the tests that do this) and polls again.
+    pub fn reconfigure(&mut self) {
+        self.worker.restart();
+        let polling = poll(Duration::from_secs(60), CLI_POLL, || {
+            assert!(
+                self.worker.running(),
+                "the cutover worker exited after a configuration change; its log:\n{}",
+                self.worker.log_tail(40)
+            );
+            self.worker_polls()
+        });
+        assert!(polling, "the restarted worker did not poll within 60 s");
+    }
+
+    /// Whether this world's current worker process polls the cutover task queue (the server
+    /// lists a dead worker's poller for a while).
+    fn worker_polls(&self) -> bool {
+        self.temporal
+            .workflow_pollers("cutover")
+            .iter()
+            .any(|id| self.worker.is(id))
     }
 
     /// Runs `cutover ARGS` against this world's Temporal server and config.

@@ -17,6 +17,25 @@ pub struct Temporal {
 
 impl Temporal {
     /// A worker polls `task_queue` for workflow tasks (`temporal task-queue describe`).
+    /// The identities of the workers polling `task_queue` for workflow tasks.
+    pub fn workflow_pollers(&self, task_queue: &str) -> Vec<String> {
+        let out = Command::new(temporal_cli())
+            .args(["task-queue", "describe", "--task-queue", task_queue])
+            .args(["--address", &self.address(), "--output", "json"])
+            .output();
+        let Ok(out) = out else { return Vec::new() };
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["pollers"]
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .filter(|x| x["taskQueueType"] == "workflow")
+                    .filter_map(|x| x["identity"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn has_workflow_poller(&self, task_queue: &str) -> bool {
         let out = Command::new(temporal_cli())
             .args(["task-queue", "describe", "--task-queue", task_queue])

@@ -84,6 +84,13 @@ impl Worker {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Sets an environment variable for the next (re)start (e.g. CUTOVER_CONFIG: the worker
+    /// reads its configuration only at start).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.remove_env(key);
+        self.envs.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Drops an environment variable for the next (re)start.
     pub fn remove_env(&mut self, key: &str) {
         self.envs.retain(|(k, _)| k != key);

@@ -117,7 +117,8 @@ fn main() {
             "scale" => scale::scale(&dir, envs),
             "reverts" => {
                 let (temporal, platform, config) = staging(&dir);
-                let _worker = Worker::start(&temporal.address(), &[]);
+                let c = config.display().to_string();
+                let _worker = Worker::start(&temporal.address(), &[("CUTOVER_CONFIG", &c)]);
                 resume::reverts(&temporal.address(), &config, &platform, runs.max(20));
             }
             "kubernetes" => kube::run(number("--runs", 3)),
@@ -133,7 +134,8 @@ fn main() {
         // The demo shows the UI: restart the same server with it.
         temporal.restart_with_ui();
     }
-    let worker = Worker::start(&temporal.address(), &[]);
+    let c = config.display().to_string();
+    let mut worker = Worker::start(&temporal.address(), &[("CUTOVER_CONFIG", &c)]);
     let addr = temporal.address();
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = rss_bytes(worker.pid());
@@ -232,7 +234,7 @@ fn main() {
     }
 
     resume::reverts(&addr, &config, &platform, 20);
-    canary_breach(&dir, &addr, &config, &platform);
+    canary_breach(&dir, &addr, &config, &platform, &mut worker);
     resume::resume(&dir, runs, shift);
 
     println!("\n== worker memory ==");
@@ -273,7 +275,13 @@ fn unix_ms(rfc3339: &str) -> f64 {
 /// A canary of v4 (strategy-engine fails 5 % of live requests) judged through a real Prometheus:
 /// breach (first scrape holding a canary error) → decision (the failed analysis) → stable (all
 /// weights back).
-fn canary_breach(dir: &std::path::Path, addr: &str, config: &std::path::Path, platform: &Platform) {
+fn canary_breach(
+    dir: &std::path::Path,
+    addr: &str,
+    config: &std::path::Path,
+    platform: &Platform,
+    worker: &mut Worker,
+) {
     let admin = platform.admin.trim_start_matches("http://").to_owned();
     let prom = testkit::prom::Prometheus::start(dir, &[("router", &admin)]);
     let mut cfg = std::fs::read_to_string(config).unwrap();
@@ -283,6 +291,9 @@ fn canary_breach(dir: &std::path::Path, addr: &str, config: &std::path::Path, pl
     ));
     let canary_config = dir.join("cutover-canary.toml");
     std::fs::write(&canary_config, cfg).unwrap();
+    // The worker reads its configuration at start: the canary's settings take a restart.
+    worker.set_env("CUTOVER_CONFIG", &canary_config.display().to_string());
+    worker.restart();
     let load = Load::start(&platform.services, 50);
     let run = run_cli(
         addr,

@@ -53,6 +53,7 @@ pub fn config_text(ns: &str, c: &Cluster, prometheus: &str, keep_warm_secs: u64)
     format!(
         r#"{services}
 [environments.staging]
+asserted_identities = true
 platform = {{ kind = "kubernetes", namespace = "{ns}", manifests = "{manifests}", gateway = "{gw}", gateway_namespace = "{gw_ns}", route_host = "{{service}}.{{namespace}}.jts.test", preview_host = "{{service}}-preview.{{namespace}}.jts.test", gateway_address = "{gw_addr}" }}
 # p95 800 ms: a healthy colour's performance check through the gateway measured 534 ms while
 # three Kubernetes tests shared the two cores.
@@ -124,7 +125,11 @@ impl KubeEnv {
         }
         .display()
         .to_string();
-        let mut envs: Vec<(&str, &str)> = vec![("KUBECONFIG", &kubeconfig)];
+        let config_path = config.display().to_string();
+        let mut envs: Vec<(&str, &str)> = vec![
+            ("KUBECONFIG", &kubeconfig),
+            ("CUTOVER_CONFIG", &config_path),
+        ];
         envs.extend_from_slice(worker_env);
         let worker = Worker::start(&temporal.address(), &envs);
         let mut env = Self {

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use testkit::prom::Prometheus;
 use testkit::{ConfigOpts, Env, Load};
 
-fn append(env: &Env, text: &str) {
+/// Appends to the configuration; the worker reads it at start, so it restarts.
+fn append(env: &mut Env, text: &str) {
     let mut cfg = std::fs::read_to_string(&env.config).unwrap();
     cfg.push_str(text);
     std::fs::write(&env.config, cfg).unwrap();
+    env.reconfigure();
 }
 
 fn breaker(env: &Env) -> Value {
@@ -82,20 +84,20 @@ fn metric(addr: &str, line_prefix: &str) -> Option<f64> {
 fn an_open_breaker_refuses_deploys_with_the_reason_and_an_expired_override_no_longer_applies() {
     // Port 0: the kernel picks a free port when the worker binds it, no other process can
     // take it first (a port chosen here could be taken by the Temporal server meanwhile).
-    let env = Env::start(
+    let mut env = Env::start(
         "breaker-manual",
         "v3@order-execution=error_rate:1.0",
         &ConfigOpts::default(),
         &[("CUTOVER_METRICS_ADDR", "127.0.0.1:0")],
     );
+    append(
+        &mut env,
+        "breaker = { max_consecutive_failures = 2, probe_interval_secs = 1, max_override_secs = 120 }\n",
+    );
     let metrics = env
         .worker
         .metrics_addr()
         .expect("the worker prints its metrics address before it polls");
-    append(
-        &env,
-        "breaker = { max_consecutive_failures = 2, probe_interval_secs = 1, max_override_secs = 120 }\n",
-    );
     let b = breaker(&env);
     assert_eq!(b["open"], false, "{b}");
 
@@ -270,9 +272,9 @@ fn wait_canary(env: &Env, what: &str, timeout: Duration, f: impl Fn(&Value) -> b
 
 #[test]
 fn an_in_flight_canary_holds_at_its_step_while_the_breaker_is_open() {
-    let env = Env::start("breaker-canary", "", &ConfigOpts::default(), &[]);
+    let mut env = Env::start("breaker-canary", "", &ConfigOpts::default(), &[]);
     append(
-        &env,
+        &mut env,
         "canary = { steps = [25, 50, 100], step_hold_secs = 4, analysis_interval_ms = 2000, share_tolerance_pct = 15, inconclusive_hold_secs = 60 }\n\
          breaker = { probe_interval_secs = 1 }\n",
     );
@@ -369,7 +371,7 @@ fn local_hhmm(offset_hours: i64, delta_min: i64) -> String {
 #[test]
 fn firing_alerts_slo_burn_and_freeze_windows_open_the_breaker() {
     // Live traffic on the running v1 of risk-management fails 5 % of the time.
-    let env = Env::start(
+    let mut env = Env::start(
         "breaker-prom",
         "v1@risk-management=live_error_rate:0.05",
         &ConfigOpts::default(),
@@ -386,7 +388,7 @@ fn firing_alerts_slo_burn_and_freeze_windows_open_the_breaker() {
     let prom = Prometheus::start_with_rules(&env.dir, &[("router", &admin)], rules);
     // 99.9 % availability SLO: the burn rate is the error ratio over the budget (0.001).
     append(
-        &env,
+        &mut env,
         &format!(
             "breaker = {{ probe_interval_secs = 1, alerts_url = \"{url}\", alerts = [\"JTSHighErrorRatio\"], prometheus_url = \"{url}\", burn_rate_query = 'sum(rate(http_requests_total{{code=~\"5..\"}}[10s])) / sum(rate(http_requests_total[10s])) / 0.001', max_burn_rate = 5.0 }}\n",
             url = prom.url
@@ -439,6 +441,7 @@ fn firing_alerts_slo_burn_and_freeze_windows_open_the_breaker() {
         ),
     );
     std::fs::write(&env.config, cfg).unwrap();
+    env.reconfigure();
     let b = wait_breaker(&env, "the freeze window", Duration::from_secs(20), blocking);
     assert!(reasons(&b).contains("freeze window tokyo-market"), "{b}");
     let refused = deploy(&env, "v2", false);
@@ -456,8 +459,8 @@ fn a_blue_green_deployment_holds_before_its_switch_while_the_breaker_is_open() {
         approval: true,
         ..Default::default()
     };
-    let env = Env::start("breaker-bluegreen", "", &opts, &[]);
-    append(&env, "breaker = { probe_interval_secs = 1 }\n");
+    let mut env = Env::start("breaker-bluegreen", "", &opts, &[]);
+    append(&mut env, "breaker = { probe_interval_secs = 1 }\n");
     let load = Load::start(&env.platform.services, 20);
     let started = env.cli(&["deploy", "staging", "--revision", "v2", "--as", "alice"]);
     assert_eq!(started.code, 0, "{started:?}");

@@ -64,6 +64,7 @@ fn a_healthy_canary_goes_from_10_to_100_percent_and_promotes() {
         stats.ok, stats.failed
     );
     common::record_fixture(&env, "deploy-staging", "canary_promoted");
+    common::record_fixture(&env, "deploy-staging", "canary_authority");
 }
 
 #[test]

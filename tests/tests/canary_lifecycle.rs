@@ -26,13 +26,14 @@ fn weight_moves(env: &Env) -> Vec<String> {
         .collect()
 }
 
-fn with_approval_timeout(env: &Env, secs: u64) {
+fn with_approval_timeout(env: &mut Env, secs: u64) {
     let cfg = std::fs::read_to_string(&env.config).unwrap();
     let cfg = cfg.replace(
         "ready_timeout_secs = 20 }",
         &format!("ready_timeout_secs = 20, approval_timeout_secs = {secs} }}"),
     );
     std::fs::write(&env.config, cfg).unwrap();
+    env.reconfigure();
 }
 
 fn decide(env: &Env, verb: &str, who: &str, id: &str) -> testkit::Run {
@@ -163,8 +164,9 @@ fn a_canary_waits_for_approval_before_any_live_traffic_and_a_rejection_ends_it()
 
 #[test]
 fn an_unanswered_canary_approval_times_out_and_the_canary_never_takes_traffic() {
-    let (env, _prom) = canary_env_with("canary-timeout", "", &[10, 100], 2, 60, &approval_opts());
-    with_approval_timeout(&env, 3);
+    let (mut env, _prom) =
+        canary_env_with("canary-timeout", "", &[10, 100], 2, 60, &approval_opts());
+    with_approval_timeout(&mut env, 3);
     start(&env);
     let s = wait(&env, "the end", Duration::from_secs(90), done);
     assert_eq!(s["outcome"], "failed", "{s}");

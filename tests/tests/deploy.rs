@@ -417,4 +417,7 @@ fn operator_rollback_during_the_warm_period_and_after_the_deployment_closed() {
         stats.failed, 0,
         "no request failed through three moves: {stats:?}"
     );
+    // The Rollback workflow under patch `worker-authority` (platform and services from the
+    // worker's configuration).
+    record_fixture(&env, "rollback-staging", "rollback_authority");
 }

@@ -186,7 +186,8 @@ fn with_two_workers_the_survivor_rolls_back_once_when_the_other_dies_mid_validat
         &opts,
         &[],
     );
-    let mut second = Worker::start(&env.temporal.address(), &[]);
+    let config = env.config.display().to_string();
+    let mut second = Worker::start(&env.temporal.address(), &[("CUTOVER_CONFIG", &config)]);
     let load = Load::start(&env.platform.services, 40);
     let started = env.cli(&["deploy", "staging", "--revision", "v3", "--as", "ci"]);
     assert_eq!(started.code, 0, "{started:?}");

@@ -143,7 +143,12 @@ fn jts_manifests_are_accepted_by_the_api_server() {
         "-f",
         &repo().join("k8s/namespaces.yaml").display().to_string(),
     ]);
-    for f in ["serviceaccount.yaml", "rbac.yaml", "deployment.yaml"] {
+    for f in [
+        "serviceaccount.yaml",
+        "rbac.yaml",
+        "deployment.yaml",
+        "networkpolicy.yaml",
+    ] {
         let path = repo().join("k8s/worker").join(f);
         let out = c.kubectl_ok(&[
             "apply",

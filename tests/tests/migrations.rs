@@ -39,6 +39,7 @@ impl MigEnv {
         for (k, v) in worker_env {
             envs.push((k.to_string(), v.to_string()));
         }
+        envs.push(("CUTOVER_CONFIG".into(), config.display().to_string()));
         let refs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let worker = Worker::start(&temporal.address(), &refs);
         Self {
@@ -614,8 +615,9 @@ fn deploy_runs_expand_before_the_new_colour_and_contract_after_retirement() {
         keep_warm_secs: 2,
         ..Default::default()
     };
-    let env = testkit::Env::start("mig-deploy", "", &opts, &db.worker_env());
+    let mut env = testkit::Env::start("mig-deploy", "", &opts, &db.worker_env());
     ReleaseDb::configure(&env.config);
+    env.reconfigure();
     let load = testkit::Load::start(&env.platform.services, 30);
     let run = std::process::Command::new(testkit::bin("cutover"))
         .args([
@@ -663,6 +665,9 @@ fn deploy_runs_expand_before_the_new_colour_and_contract_after_retirement() {
     db.assert_migrated(s["deployment_id"].as_str().unwrap());
     common::record_fixture(&env, "deploy-staging", "deploy_with_migrations");
     common::record_fixture(&env, "migrate-staging", "migrate_contract");
+    // Since patch `worker-authority`: both runs authorised by the worker first.
+    common::record_fixture(&env, "deploy-staging", "deploy_authority_migrations");
+    common::record_fixture(&env, "migrate-staging", "migrate_authority");
 }
 
 /// The history JSON with every base64 payload (`"data": "..."`) decoded and appended.
@@ -700,7 +705,7 @@ fn a_canary_runs_expand_before_its_first_step_and_contract_after_the_stable_colo
         keep_warm_secs: 2,
         ..Default::default()
     };
-    let (env, _prom) = common::canary::canary_env_for(
+    let (mut env, _prom) = common::canary::canary_env_for(
         "mig-canary",
         "",
         &[10, 100],
@@ -709,6 +714,7 @@ fn a_canary_runs_expand_before_its_first_step_and_contract_after_the_stable_colo
         &db.worker_env(),
     );
     ReleaseDb::configure(&env.config);
+    env.reconfigure();
     let load = testkit::Load::start(&env.platform.services, 30);
     let id = common::canary::start(&env);
     let s = common::canary::wait(

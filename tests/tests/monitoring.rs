@@ -187,9 +187,16 @@ fn the_dashboard_has_a_stable_uid_and_uses_only_exported_metrics() {
             .unwrap()
     });
     let temporal = Temporal::start(&dir);
+    let config = dir.join("cutover.toml");
+    let text = testkit::config_text(&[("staging", &platform.admin)], &Default::default());
+    std::fs::write(&config, text).unwrap();
+    let config = config.display().to_string();
     let worker = Worker::start(
         &temporal.address(),
-        &[("CUTOVER_METRICS_ADDR", "127.0.0.1:0")],
+        &[
+            ("CUTOVER_METRICS_ADDR", "127.0.0.1:0"),
+            ("CUTOVER_CONFIG", &config),
+        ],
     );
     let mut addr = String::new();
     testkit::wait_until(

@@ -48,6 +48,16 @@ async fn recorded_histories_replay_without_nondeterminism() {
         // Since patches `fast-revert` and `breaker-probe-typed`.
         "deploy_switched_back.json",
         "breaker_probe_typed.json",
+        // Since patch `worker-authority`: the worker authorises every run and verifies each
+        // approval's identity (refused requests, OIDC approvals, hand-made input, canary,
+        // migrations, rollback).
+        "deploy_refused.json",
+        "deploy_authority_oidc.json",
+        "deploy_authority_by_hand.json",
+        "deploy_authority_migrations.json",
+        "migrate_authority.json",
+        "canary_authority.json",
+        "rollback_authority.json",
     ] {
         assert!(
             names.iter().any(|n| n == required),

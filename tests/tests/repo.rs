@@ -120,16 +120,30 @@ fn every_cutover_verb_the_workflows_call_exists() {
     let mut seen = 0;
     for (name, text) in &files {
         for line in text.lines() {
-            let Some(rest) = line.trim_start().split("cutover ").nth(1) else {
+            // `cutover ` as a command (not in a path or URL such as `jts-platform/cutover`).
+            let t = line.trim_start();
+            let Some(at) = t.match_indices("cutover ").map(|(i, _)| i).find(|&i| {
+                i == 0 || t[..i].ends_with(|c: char| c.is_whitespace() || c == '(' || c == '`')
+            }) else {
                 continue;
             };
+            let rest = &t[at + "cutover ".len()..];
             if line.trim_start().starts_with('#')
                 || line.contains("name:")
                 || line.contains("description:")
             {
                 continue;
             }
-            let verb = rest.split_whitespace().next().unwrap_or("");
+            // Global options (`--config FILE`, `--task-queue QUEUE`) may come before the verb.
+            let mut words = rest.split_whitespace().peekable();
+            while words
+                .peek()
+                .is_some_and(|w| *w == "--config" || *w == "--task-queue")
+            {
+                words.next();
+                words.next();
+            }
+            let verb = words.next().unwrap_or("");
             if !verb.chars().all(|c| c.is_ascii_lowercase() || c == '-') || verb.is_empty() {
                 continue;
             }

@@ -55,7 +55,19 @@ async fn ensure(
     let Some(config) = cfg.breaker_config(environment).map_err(CmdError::usage)? else {
         return Ok(false);
     };
-    let id = names::breaker_workflow_id(environment);
+    ensure_config(client, config, task_queue).await?;
+    Ok(true)
+}
+
+/// Starts the breaker of `config.environment` if it is not running, and hands it `config`
+/// (the worker does this with its own configuration before every release).
+pub async fn ensure_config(
+    client: &Client,
+    config: proto::BreakerConfig,
+    task_queue: &str,
+) -> Result<(), CmdError> {
+    let environment = config.environment.clone();
+    let id = names::breaker_workflow_id(&environment);
     let opts = WorkflowStartOptions::new(task_queue.to_owned(), id.clone())
         .task_timeout(workflows::options::WORKFLOW_TASK_TIMEOUT)
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
@@ -78,7 +90,7 @@ async fn ensure(
         )
         .await
         .map_err(|e| CmdError::failed(format!("cannot configure the breaker {id}: {e}")))?;
-    Ok(true)
+    Ok(())
 }
 
 async fn query(client: &Client, environment: &str) -> Result<BreakerStatus, CmdError> {

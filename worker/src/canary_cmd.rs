@@ -119,6 +119,9 @@ fn print_status(s: &ShiftStatus, json: bool) {
         },
         if s.paused { ", PAUSED" } else { "" }
     );
+    if let Some(r) = &s.release {
+        crate::commands::print_release(r);
+    }
     if let Some(d) = s.decisions.last() {
         println!(
             "last analysis at {}% {}: {} {}",

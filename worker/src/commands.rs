@@ -94,10 +94,34 @@ pub fn build_deploy_request(cfg: &Config, a: &DeployArgs) -> Result<DeployReques
 
 pub async fn deploy(settings: &Settings, cfg: &Config, a: DeployArgs) -> CmdResult {
     // Everything is checked before the workflow starts: bad input has no side effect.
-    let req = build_deploy_request(cfg, &a)?;
+    let mut req = build_deploy_request(cfg, &a)?;
+    // The requester: an OIDC ID token sealed to the worker (the worker verifies it), else the
+    // asserted name (accepted only where the worker's configuration allows it).
+    let purpose = crate::identity::start_purpose(&req.environment, &req.deployment_id);
+    match crate::identity::sealed_for(Some(cfg), &purpose).await? {
+        Some(sealed) => {
+            req.sealed_token = sealed;
+            req.requested_by.clear();
+            if let Some(m) = &mut req.migrate {
+                m.requested_by.clear();
+            }
+        }
+        None if req.requested_by.trim().is_empty() => {
+            return Err(CmdError::usage(format!(
+                "requester identity is empty: pass --as NAME or set CUTOVER_USER (or present an OIDC ID token in {})",
+                crate::identity::TOKEN_ENV
+            )));
+        }
+        None => {}
+    }
     let shift = match a.strategy.as_str() {
         "blue-green" => None,
-        "canary" => Some(cfg.shift_request(&req).map_err(CmdError::usage)?),
+        "canary" => {
+            let mut s = cfg.shift_request(&req).map_err(CmdError::usage)?;
+            s.sealed_token.clone_from(&req.sealed_token);
+            s.breaker.clone_from(&req.breaker);
+            Some(s)
+        }
         other => {
             return Err(CmdError::usage(format!(
                 "--strategy {other:?}: expected blue-green or canary"
@@ -247,21 +271,64 @@ fn print_checks(s: &DeployStatus) {
     }
 }
 
+/// `approve` / `reject`: shows what is decided (revision, release digest, images), sends the
+/// decision naming that digest with the decider's sealed ID token (or asserted name), and
+/// waits until the worker has verified who took it.
 pub async fn decide(
     settings: &Settings,
+    cfg: Option<&Config>,
     environment: &str,
-    decision: ApprovalDecision,
+    mut decision: ApprovalDecision,
     approve: bool,
+    wanted_digest: Option<String>,
 ) -> CmdResult {
-    if decision.approver.trim().is_empty() {
-        return Err(CmdError::usage(
-            "approver identity is empty: pass --as NAME or set CUTOVER_USER",
-        ));
-    }
-    let client = settings
-        .connect(&format!("cutover-cli:{}", decision.approver))
-        .await?;
+    let client = settings.connect("cutover-cli").await?;
     let handle = release_handle(&client, environment);
+    let before = handle
+        .query(contract::STATUS, (), WorkflowQueryOptions::default())
+        .await
+        .map_err(|e| {
+            CmdError::failed(format!(
+                "refused: no deployment is running in {environment}: {}",
+                root_message(&e)
+            ))
+        })?;
+    let action = if approve { "approve" } else { "reject" };
+    let record = before.release.clone().unwrap_or_default();
+    if !record.digest.is_empty() {
+        println!(
+            "{action}: deployment {} of {} (requested by {})",
+            before.deployment_id, before.environment, before.requested_by
+        );
+        println!("  release: {}", record.digest);
+        println!("  content: {}", record.content_digest);
+        for (svc, image) in &record.images {
+            println!("  image {svc}: {image}");
+        }
+        if let Some(w) = &wanted_digest
+            && *w != record.digest
+        {
+            return Err(CmdError::failed(format!(
+                "refused: --digest {w} is not the release deployment {} runs ({}); nothing was sent",
+                before.deployment_id, record.digest
+            )));
+        }
+        decision.digest.clone_from(&record.digest);
+        let purpose =
+            crate::identity::decision_purpose(action, &decision.deployment_id, &record.digest);
+        if let Some(sealed) = crate::identity::sealed_for(cfg, &purpose).await? {
+            decision.sealed_token = sealed;
+            decision.approver.clear();
+        }
+    } else if let Some(w) = &wanted_digest {
+        decision.digest.clone_from(w);
+    }
+    if decision.sealed_token.is_empty() && decision.approver.trim().is_empty() {
+        return Err(CmdError::usage(format!(
+            "approver identity is empty: pass --as NAME or set CUTOVER_USER (or present an OIDC ID token in {})",
+            crate::identity::TOKEN_ENV
+        )));
+    }
     let update = if approve {
         contract::APPROVE
     } else {
@@ -271,25 +338,51 @@ pub async fn decide(
         .execute_update(update, decision, WorkflowExecuteUpdateOptions::default())
         .await;
     match result {
-        Ok(_) => {
-            let s = handle
-                .query(contract::STATUS, (), WorkflowQueryOptions::default())
-                .await
-                .map_err(|e| CmdError::failed(format!("decided, but: {}", root_message(&e))))?;
+        Ok(_) => {}
+        Err(temporalio_client::errors::WorkflowUpdateError::Failed(f)) => {
+            return Err(CmdError::failed(format!("refused: {}", f.message)));
+        }
+        Err(temporalio_client::errors::WorkflowUpdateError::NotFound(_)) => {
+            return Err(CmdError::failed(format!(
+                "refused: no deployment is running in {environment}"
+            )));
+        }
+        Err(e) => return Err(CmdError::failed(format!("refused: {}", root_message(&e)))),
+    }
+    // The worker verifies who decided before the decision counts (worker-authority runs).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = handle
+            .query(contract::STATUS, (), WorkflowQueryOptions::default())
+            .await
+            .map_err(|e| CmdError::failed(format!("decided, but: {}", root_message(&e))))?;
+        if s.approvals.len() > before.approvals.len() {
             let last = s.approvals.last().cloned().unwrap_or_default();
+            let how = if last.verified.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", last.verified)
+            };
             println!(
-                "{} {} by {} (revision {})",
+                "{} {} by {} (revision {}{how})",
                 s.deployment_id, last.decision, last.approver, last.revision
             );
-            Ok(exit::SUCCEEDED)
+            return Ok(exit::SUCCEEDED);
         }
-        Err(temporalio_client::errors::WorkflowUpdateError::Failed(f)) => {
-            Err(CmdError::failed(format!("refused: {}", f.message)))
+        let refused = s.events.iter().skip(before.events.len()).find_map(|e| {
+            e.split_once(&format!("{action} refused: "))
+                .map(|(_, why)| why.to_owned())
+        });
+        if let Some(why) = refused {
+            return Err(CmdError::failed(format!("refused: {why}")));
         }
-        Err(temporalio_client::errors::WorkflowUpdateError::NotFound(_)) => Err(CmdError::failed(
-            format!("refused: no deployment is running in {environment}"),
-        )),
-        Err(e) => Err(CmdError::failed(format!("refused: {}", root_message(&e)))),
+        if !s.outcome.is_empty() || Instant::now() > deadline {
+            return Err(CmdError::failed(format!(
+                "sent, but the worker has not recorded the decision (phase {}, outcome {:?}); see `cutover status {environment}`",
+                s.phase, s.outcome
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -369,6 +462,9 @@ pub async fn status(settings: &Settings, environment: &str, json: bool) -> CmdRe
     if !s.reason.is_empty() {
         println!("reason: {}", s.reason);
     }
+    if let Some(r) = &s.release {
+        print_release(r);
+    }
     for svc in &s.services {
         println!(
             "  service {:<16} {:<10} {:<6} {}",
@@ -378,8 +474,17 @@ pub async fn status(settings: &Settings, environment: &str, json: bool) -> CmdRe
     print_checks(&s);
     for a in &s.approvals {
         println!(
-            "  {} by {} for {} at {} {}",
-            a.decision, a.approver, a.revision, a.at, a.comment
+            "  {} by {} for {} at {} {}{}",
+            a.decision,
+            a.approver,
+            a.revision,
+            a.at,
+            a.comment,
+            if a.verified.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", a.verified)
+            }
         );
     }
     if s.switch_ms > 0.0 {
@@ -517,4 +622,17 @@ pub async fn rollback(settings: &Settings, cfg: &Config, a: RollbackArgs) -> Cmd
             root_message(&e)
         ))),
     }
+}
+
+/// What the worker authorised: the digests approvals name, the images, who requested it.
+pub fn print_release(r: &proto::ReleaseRecord) {
+    println!("release: {}", r.digest);
+    println!(
+        "  content: {}   images: {}",
+        r.content_digest, r.images_digest
+    );
+    for (svc, image) in &r.images {
+        println!("  image {svc}: {image}");
+    }
+    println!("  requested by {} ({})", r.requester, r.verified);
 }

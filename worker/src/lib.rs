@@ -1,6 +1,8 @@
 //! The `cutover` binary's library: configuration, release input checks, the Temporal client and
 //! worker, and one module per CLI verb group.
 //!
+//! - [`authority`]: the worker's own configuration decides a release's policy.
+//! - [`identity`]: OIDC ID tokens sealed by the CLI, verified by the worker.
 //! - [`config`]: `cutover.toml`, validated and resolved into a `DeployRequest`.
 //! - [`image`]: image reference validation.
 //! - [`temporal`]: connection settings from `TEMPORAL_*` and the worker.
@@ -12,10 +14,12 @@
 //! - [`release_cmd`]: the environment's running release, whichever strategy, and how a new
 //!   release makes way (supersede).
 
+pub mod authority;
 pub mod breaker_cmd;
 pub mod canary_cmd;
 pub mod commands;
 pub mod config;
+pub mod identity;
 pub mod image;
 pub mod k8s;
 pub mod migrate_cmd;

@@ -10,8 +10,17 @@ use worker::temporal::{self, Settings};
 /// Durable, zero-downtime deployments of the JTS services, as Temporal workflows.
 ///
 /// Temporal connection: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE
-/// (default "default"), TEMPORAL_API_KEY (enables TLS; never printed). CUTOVER_TEMPORAL_UI sets
+/// (default "default"), TEMPORAL_API_KEY (never printed). TLS is on whenever the address is not
+/// a loopback one (plaintext only to the local dev server; TEMPORAL_TLS=true|false decides for a
+/// loopback address); TEMPORAL_TLS_CA (PEM of the server's CA), TEMPORAL_TLS_CERT and
+/// TEMPORAL_TLS_KEY (mTLS client certificate), TEMPORAL_TLS_SERVER_NAME. CUTOVER_TEMPORAL_UI sets
 /// the UI base URL for links (default http://localhost:8233).
+///
+/// Identity: CUTOVER_ID_TOKEN (an OIDC ID token; in GitHub Actions with `id-token: write` the
+/// CLI asks for one itself, audience CUTOVER_OIDC_AUDIENCE or the configured issuer's), sealed
+/// to the worker's key (identity.worker_key, or CUTOVER_WORKER_KEY). Without a token, --as NAME
+/// (or CUTOVER_USER / USER) is an asserted identity, accepted only where the worker's
+/// configuration sets asserted_identities.
 #[derive(Parser)]
 #[command(name = "cutover", version, about, long_about)]
 struct Cli {
@@ -33,9 +42,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the worker: executes the Deploy, Rollback, GradualShift and Migrate workflows and
-    /// their activities. Reads the Slack-compatible webhook URL from CUTOVER_SLACK_WEBHOOK_URL;
+    /// their activities. Its own configuration (--config, read once: a change takes a restart)
+    /// decides every release's policy: the environments it serves, platform and namespace,
+    /// production, approval and approvers, thresholds and timing floors, database and bucket,
+    /// breaker, trusted OIDC issuers; a request that disagrees is refused naming the field.
+    /// Reads its identity key from the variable identity.private_key_env names (default
+    /// CUTOVER_IDENTITY_KEY), the Slack-compatible webhook URL from CUTOVER_SLACK_WEBHOOK_URL;
     /// serves deployment metrics (Prometheus text, /metrics) on CUTOVER_METRICS_ADDR when set.
     Worker,
+    /// OIDC identities: the worker's key pair.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
     /// Start a deployment of all services to an environment; prints the workflow id. A release
     /// still in progress in the environment refuses it; one in its keep-warm period is
     /// superseded (ends the period early, outcome unchanged) and this one starts.
@@ -144,6 +161,13 @@ enum Command {
     /// running deployment holds (a canary at its step, blue-green before its switch).
     #[command(subcommand)]
     Breaker(BreakerCommand),
+}
+
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Print a new X25519 key pair: `private:` goes into the worker's secret
+    /// (CUTOVER_IDENTITY_KEY), `public:` into identity.worker_key of the configuration.
+    Keygen,
 }
 
 #[derive(Subcommand)]
@@ -308,6 +332,11 @@ struct DecisionArgs {
     /// Release revision being approved (a decision for another revision is refused).
     #[arg(long)]
     revision: String,
+    /// The release digest being decided, as `cutover status` and the approval notification
+    /// show it (default: the one the running release shows, printed before sending). A
+    /// decision for another digest is refused.
+    #[arg(long)]
+    digest: Option<String>,
     /// Who decides (must be an approver of the environment; in production not the requester).
     #[arg(long = "as", env = "CUTOVER_USER", default_value_t = default_user())]
     approver: String,
@@ -328,7 +357,20 @@ async fn run(cli: Cli) -> commands::CmdResult {
     let settings = Settings::from_env();
     match cli.command {
         Command::Worker => {
-            temporal::run_worker(&settings, &cli.task_queue).await?;
+            let cfg = load(&cli.config)?;
+            let authority =
+                worker::authority::AuthorityActivities::new(cfg).map_err(CmdError::usage)?;
+            println!(
+                "serving environments: {}",
+                authority.environments().join(", ")
+            );
+            temporal::run_worker(&settings, &cli.task_queue, authority).await?;
+            Ok(0)
+        }
+        Command::Identity(IdentityCommand::Keygen) => {
+            let (private, public) = worker::identity::keygen();
+            println!("private: {private}");
+            println!("public: {public}");
             Ok(0)
         }
         Command::Deploy {
@@ -353,8 +395,8 @@ async fn run(cli: Cli) -> commands::CmdResult {
             };
             commands::deploy(&settings, &cfg, args).await
         }
-        Command::Approve(d) => decision(&settings, d, true).await,
-        Command::Reject(d) => decision(&settings, d, false).await,
+        Command::Approve(d) => decision(&settings, &cli.config, d, true).await,
+        Command::Reject(d) => decision(&settings, &cli.config, d, false).await,
         Command::Abort {
             environment,
             reason,
@@ -535,14 +577,25 @@ async fn run(cli: Cli) -> commands::CmdResult {
             );
             for (name, env) in &cfg.environments {
                 println!(
-                    "environment {name}: platform {}, approval {}, production {}",
+                    "environment {name}: platform {}, approval {}, production {}, identities {}",
                     env.platform.kind(),
                     if env.approval.required {
                         env.approval.approvers.join("/")
                     } else {
                         "none".into()
                     },
-                    env.production
+                    env.production,
+                    if env.asserted_identities {
+                        "verified or asserted"
+                    } else {
+                        "verified only"
+                    }
+                );
+            }
+            for (name, i) in &cfg.identity.issuers {
+                println!(
+                    "trusted issuer {name}: {} (audience {}, identity claim {})",
+                    i.issuer, i.audience, i.claim
                 );
             }
             Ok(0)
@@ -550,14 +603,30 @@ async fn run(cli: Cli) -> commands::CmdResult {
     }
 }
 
-async fn decision(settings: &Settings, d: DecisionArgs, approve: bool) -> commands::CmdResult {
+async fn decision(
+    settings: &Settings,
+    config: &std::path::Path,
+    d: DecisionArgs,
+    approve: bool,
+) -> commands::CmdResult {
     let decision = ApprovalDecision {
         approver: d.approver,
         deployment_id: d.deployment_id,
         revision: d.revision,
         comment: d.comment,
+        ..Default::default()
     };
-    commands::decide(settings, &d.environment, decision, approve).await
+    // The configuration only gives the worker's public key here (to seal an ID token to).
+    let cfg = Config::load(config).ok();
+    commands::decide(
+        settings,
+        cfg.as_ref(),
+        &d.environment,
+        decision,
+        approve,
+        d.digest,
+    )
+    .await
 }
 
 fn main() {

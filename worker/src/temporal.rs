@@ -14,6 +14,81 @@ pub struct Settings {
     /// Never printed.
     pub api_key: Option<String>,
     pub ui: String,
+    /// TLS: on unless the address is a loopback one (the local dev server) or TEMPORAL_TLS=false
+    /// says so for a loopback address; custom CA and mTLS client certificate from files.
+    pub tls: Tls,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Tls {
+    /// `TEMPORAL_TLS`: "true" / "false" / unset (decided by the address).
+    pub mode: Option<bool>,
+    /// `TEMPORAL_TLS_CA`: PEM file of the CA that signed the server's certificate.
+    pub ca: Option<String>,
+    /// `TEMPORAL_TLS_CERT` / `TEMPORAL_TLS_KEY`: PEM files of the client certificate (mTLS).
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// `TEMPORAL_TLS_SERVER_NAME`: the name the server's certificate must carry.
+    pub server_name: Option<String>,
+}
+
+/// Whether `address` (host:port, or a URL) is the local machine.
+pub fn is_loopback(address: &str) -> bool {
+    let rest = address.split_once("://").map_or(address, |(_, r)| r);
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        rest.rsplit_once(':').map_or(rest, |(h, _)| h)
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Settings {
+    /// Whether the connection uses TLS, or why the settings cannot be used: plaintext is only
+    /// for a loopback address (the local dev server); credentials never travel in clear.
+    pub fn use_tls(&self) -> Result<bool, String> {
+        let local = is_loopback(&self.address);
+        let creds = self.api_key.is_some() || self.tls.cert.is_some();
+        let wants = self.tls.mode.unwrap_or(!local || creds);
+        if !wants && !local {
+            return Err(format!(
+                "TEMPORAL_TLS=false for {}: plaintext is allowed only to a loopback address (the local dev server)",
+                self.address
+            ));
+        }
+        if !wants && creds {
+            return Err(
+                "TEMPORAL_TLS=false with TEMPORAL_API_KEY or a client certificate: credentials are sent only over TLS"
+                    .into(),
+            );
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS)".into());
+        }
+        Ok(wants)
+    }
+
+    fn tls_options(&self) -> Result<temporalio_client::TlsOptions, String> {
+        let read =
+            |var: &str, path: &str| std::fs::read(path).map_err(|e| format!("{var} {path}: {e}"));
+        let mut o = temporalio_client::TlsOptions::default();
+        if let Some(ca) = &self.tls.ca {
+            o.server_root_ca_cert = Some(read("TEMPORAL_TLS_CA", ca)?);
+        }
+        if let (Some(c), Some(k)) = (&self.tls.cert, &self.tls.key) {
+            o.client_tls_options = Some(
+                temporalio_client::ClientTlsOptions::builder()
+                    .client_cert(read("TEMPORAL_TLS_CERT", c)?)
+                    .client_private_key(read("TEMPORAL_TLS_KEY", k)?)
+                    .build(),
+            );
+        }
+        o.domain.clone_from(&self.tls.server_name);
+        Ok(o)
+    }
 }
 
 impl Settings {
@@ -24,6 +99,13 @@ impl Settings {
             namespace: var("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".into()),
             api_key: var("TEMPORAL_API_KEY"),
             ui: var("CUTOVER_TEMPORAL_UI").unwrap_or_else(|| "http://localhost:8233".into()),
+            tls: Tls {
+                mode: var("TEMPORAL_TLS").map(|v| !matches!(v.as_str(), "false" | "0" | "no")),
+                ca: var("TEMPORAL_TLS_CA"),
+                cert: var("TEMPORAL_TLS_CERT"),
+                key: var("TEMPORAL_TLS_KEY"),
+                server_name: var("TEMPORAL_TLS_SERVER_NAME"),
+            },
         }
     }
 
@@ -37,11 +119,8 @@ impl Settings {
     }
 
     pub async fn connect(&self, identity: &str) -> Result<Client, String> {
-        let scheme = if self.api_key.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let tls = self.use_tls()?;
+        let scheme = if tls { "https" } else { "http" };
         let target = if self.address.contains("://") {
             self.address.clone()
         } else {
@@ -52,7 +131,7 @@ impl Settings {
         let opts = ConnectionOptions::new(url)
             .identity(identity.to_owned())
             .maybe_api_key(self.api_key.clone())
-            .maybe_tls_options(self.api_key.as_ref().map(|_| Default::default()))
+            .maybe_tls_options(if tls { Some(self.tls_options()?) } else { None })
             .connect_timeout(Duration::from_secs(5))
             .build();
         let connection = Connection::connect(opts)
@@ -83,7 +162,11 @@ pub const ACTIVITY_POLLS: usize = 10;
 pub const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 
 /// Runs the worker until SIGTERM/Ctrl-C, then shuts down gracefully.
-pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), String> {
+pub async fn run_worker(
+    settings: &Settings,
+    task_queue: &str,
+    authority: crate::authority::AuthorityActivities,
+) -> Result<(), String> {
     let runtime = Runtime::from_current_tokio(Default::default()).map_err(|e| e.to_string())?;
     let identity = liveness::identity();
     // Temporal may still be starting (or restarting): keep trying for two minutes rather than
@@ -113,6 +196,8 @@ pub async fn run_worker(settings: &Settings, task_queue: &str) -> Result<(), Str
         .register_workflow::<workflows::BreakerWorkflow>()
         .map_err(|e| e.to_string())?
         .register_activities(activities::CutoverActivities::new())
+        // The worker's own configuration decides every release's policy.
+        .register_activities(authority)
         // A dead worker's cached runs go back to the shared queue after this long (the SDK's
         // default, 10 s, was what a restarted worker waited before it could resume them).
         .sticky_queue_schedule_to_start_timeout(STICKY_SCHEDULE_TO_START)
@@ -535,3 +620,61 @@ pub mod liveness {
 }
 
 pub const DEFAULT_TASK_QUEUE: &str = names::TASK_QUEUE;
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+
+    fn settings(address: &str, mode: Option<bool>, api_key: bool, cert: bool) -> Settings {
+        Settings {
+            address: address.into(),
+            namespace: "default".into(),
+            api_key: api_key.then(|| "k".to_owned()),
+            ui: String::new(),
+            tls: Tls {
+                mode,
+                cert: cert.then(|| "c.pem".to_owned()),
+                key: cert.then(|| "k.pem".to_owned()),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn plaintext_only_to_a_loopback_address_and_never_with_credentials() {
+        for local in [
+            "localhost:7233",
+            "127.0.0.1:7233",
+            "[::1]:7233",
+            "http://127.0.0.5:1",
+        ] {
+            assert!(is_loopback(local), "{local}");
+            assert_eq!(settings(local, None, false, false).use_tls(), Ok(false));
+            assert_eq!(
+                settings(local, Some(true), false, false).use_tls(),
+                Ok(true)
+            );
+            assert_eq!(settings(local, None, true, false).use_tls(), Ok(true));
+            let e = settings(local, Some(false), true, false)
+                .use_tls()
+                .unwrap_err();
+            assert!(e.contains("credentials are sent only over TLS"), "{e}");
+        }
+        for remote in [
+            "temporal.example:7233",
+            "10.0.0.7:7233",
+            "jts.tmprl.cloud:7233",
+        ] {
+            assert!(!is_loopback(remote), "{remote}");
+            assert_eq!(settings(remote, None, false, false).use_tls(), Ok(true));
+            assert_eq!(settings(remote, None, false, true).use_tls(), Ok(true));
+            let e = settings(remote, Some(false), false, false)
+                .use_tls()
+                .unwrap_err();
+            assert!(e.contains("only to a loopback address"), "{e}");
+        }
+        let mut half = settings("temporal.example:7233", None, false, true);
+        half.tls.key = None;
+        assert!(half.use_tls().unwrap_err().contains("go together"));
+    }
+}

@@ -4,11 +4,12 @@
 
 use crate::names;
 use proto::{
-    AnalysisRequest, AnalysisResult, ApplyRequest, ApplyResult, BackupResult, BreakerProbe,
-    BreakerRequest, BreakerStatus, CheckReport, CheckRequest, CheckSummary, ColorRequest,
-    DeployRequest, MetricsSnapshot, MigratePlan, MigrateRequest, Notification, PreflightResult,
-    RestoreRequest, RollbackRequest, SwitchRequest, SwitchResult, VerifyReport, WeightsRequest,
-    WeightsResult, WindowCheckRequest,
+    AnalysisRequest, AnalysisResult, ApplyRequest, ApplyResult, AuthorizeRequest,
+    AuthorizedRelease, BackupResult, BreakerProbe, BreakerRequest, BreakerStatus, CheckReport,
+    CheckRequest, CheckSummary, ColorRequest, DeployRequest, IdentityRequest, IdentityVerdict,
+    MetricsSnapshot, MigratePlan, MigrateRequest, Notification, PreflightResult, RestoreRequest,
+    RollbackRequest, SwitchRequest, SwitchResult, VerifyReport, WeightsRequest, WeightsResult,
+    WindowCheckRequest,
 };
 use temporalio_macros::activity_definitions;
 use temporalio_sdk::activities::ActivityError;
@@ -151,6 +152,21 @@ impl CutoverActivities {
     /// A breaker state change: the worker's gauge and a notification.
     #[activity(name = names::BREAKER_PUBLISH)]
     pub fn breaker_publish(_: BreakerStatus) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Checks a release against the worker's own configuration and completes it from there:
+    /// policy, the requester's verified identity, the migration safety check, the digests.
+    /// Implemented by the `worker` crate (it owns the configuration).
+    #[activity(name = names::AUTHORIZE_RELEASE)]
+    pub fn authorize_release(_: AuthorizeRequest) -> Result<AuthorizedRelease, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Verifies an approver's identity (sealed OIDC ID token, or an asserted name where the
+    /// environment allows it) against the worker's approval policy.
+    #[activity(name = names::VERIFY_IDENTITY)]
+    pub fn verify_identity(_: IdentityRequest) -> Result<IdentityVerdict, ActivityError> {
         unimplemented!()
     }
 }

@@ -27,6 +27,8 @@ pub const DEPLOYMENT_FAILED: &str = "DeploymentFailed";
 pub const DEPLOYMENT_ROLLED_BACK: &str = "DeploymentRolledBack";
 pub const DEPLOYMENT_REJECTED: &str = "DeploymentRejected";
 pub const DEPLOYMENT_ABORTED: &str = "DeploymentAborted";
+/// The worker's configuration refused the request (a field, an identity, the migration check).
+pub const RELEASE_REFUSED: &str = "ReleaseRefused";
 pub const ROLLBACK_FAILED: &str = "RollbackFailed";
 pub const MIGRATION_RUN_FAILED: &str = "MigrationRunFailed";
 

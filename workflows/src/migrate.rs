@@ -301,6 +301,22 @@ impl MigrateWorkflow {
         ctx: &mut WorkflowContext<Self>,
         req: MigrateRequest,
     ) -> WorkflowResult<MigrateStatus> {
+        // Patch `worker-authority`: the database, the bucket and the files' markers as the
+        // worker's configuration and the SQL say.
+        let req = if ctx.patched(crate::release::authority::WORKER_AUTHORITY) {
+            let ask = proto::AuthorizeRequest {
+                migrate: Some(req),
+                workflow_id: ctx.workflow_id().to_owned(),
+                ..Default::default()
+            };
+            ctx.execute_activity(Act::authorize_release, ask, options::authorize())
+                .await
+                .map_err(|e| failed(format!("refused by the worker: {}", why(&e))))?
+                .migrate
+                .unwrap_or_default()
+        } else {
+            req
+        };
         ctx.state_mut(|s| {
             s.status.environment = req.environment.clone();
             s.status.deployment_id = req.deployment_id.clone();

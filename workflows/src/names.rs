@@ -54,6 +54,9 @@ pub const VERIFY_MIGRATIONS: &str = "verify_migrations";
 pub const RESTORE_DATABASE: &str = "restore_database";
 pub const BREAKER_PROBE: &str = "breaker_probe";
 pub const BREAKER_PUBLISH: &str = "breaker_publish";
+/// The worker's own configuration decides a release's policy (patch `worker-authority`).
+pub const AUTHORIZE_RELEASE: &str = "authorize_release";
+pub const VERIFY_IDENTITY: &str = "verify_identity";
 
 /// Workflow id of an environment's deployment: one at a time per environment, enforced by the
 /// server with id-conflict policy Fail.

@@ -67,6 +67,14 @@ pub fn checks() -> ActivityOptions {
         .build()
 }
 
+/// The worker's authorisation of a release or of an identity: its configuration, the OIDC
+/// issuer's keys (fetched once, cached), the migration check; a refusal is never retried.
+pub fn authorize() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+        .retry_policy(retry(5))
+        .build()
+}
+
 /// Notifications: a couple of tries, then the workflow moves on.
 pub fn notify() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))

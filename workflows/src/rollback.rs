@@ -102,6 +102,21 @@ impl RollbackWorkflow {
         req: RollbackRequest,
     ) -> WorkflowResult<RollbackResult> {
         let begun = ctx.workflow_time().unwrap_or(UNIX_EPOCH);
+        // Patch `worker-authority`: the platform and services from the worker's configuration.
+        let req = if ctx.patched(crate::release::authority::WORKER_AUTHORITY) {
+            let ask = proto::AuthorizeRequest {
+                rollback: Some(req),
+                workflow_id: ctx.workflow_id().to_owned(),
+                ..Default::default()
+            };
+            ctx.execute_activity(Act::authorize_release, ask, options::authorize())
+                .await
+                .map_err(|e| failed(format!("refused by the worker: {e}")))?
+                .rollback
+                .unwrap_or_default()
+        } else {
+            req
+        };
         let to = if req.to_color.is_empty() {
             let active = ctx
                 .execute_activity(Act::read_active, req.clone(), options::platform_call())

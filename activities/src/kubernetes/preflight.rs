@@ -148,35 +148,64 @@ pub fn describe_permission((group, resource, sub, verb): &Permission) -> String 
 }
 
 impl KubePlatform {
-    /// Permissions the deployment needs that the worker's identity lacks.
+    /// Permissions the deployment needs that the worker's identity lacks. Reading Secrets is
+    /// granted per Secret (`resourceNames` in k8s/worker/rbac.yaml): it is asked for each
+    /// Secret the release references ([`Self::missing_secret_reads`]), not here.
     pub async fn missing_permissions(&self) -> Result<Vec<String>, Failure> {
-        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
         let mut missing = Vec::new();
         for p in required_permissions(&self.target.canary_routing) {
             let (group, resource, sub, verb) = p;
-            let review = SelfSubjectAccessReview {
-                spec: SelfSubjectAccessReviewSpec {
-                    resource_attributes: Some(ResourceAttributes {
-                        namespace: Some(self.ns.clone()),
-                        group: Some(group.to_owned()),
-                        resource: Some(resource.to_owned()),
-                        subresource: (!sub.is_empty()).then(|| sub.to_owned()),
-                        verb: Some(verb.to_owned()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            let r = api
-                .create(&PostParams::default(), &review)
-                .await
-                .map_err(|e| kube_failure(e, "SelfSubjectAccessReview"))?;
-            if !r.status.is_some_and(|s| s.allowed) {
+            if (group, resource) == ("", "secrets") {
+                continue;
+            }
+            if !self.allowed(group, resource, sub, verb, None).await? {
                 missing.push(describe_permission(&p));
             }
         }
         Ok(missing)
+    }
+
+    /// The referenced Secrets the worker may not read (`get secrets/<name>`).
+    pub async fn missing_secret_reads(&self, refs: &[SecretRef]) -> Result<Vec<String>, Failure> {
+        let names: BTreeSet<&str> = refs.iter().map(|r| r.secret.as_str()).collect();
+        let mut missing = Vec::new();
+        for name in names {
+            if !self.allowed("", "secrets", "", "get", Some(name)).await? {
+                missing.push(format!("get secrets/{name}"));
+            }
+        }
+        Ok(missing)
+    }
+
+    async fn allowed(
+        &self,
+        group: &str,
+        resource: &str,
+        sub: &str,
+        verb: &str,
+        name: Option<&str>,
+    ) -> Result<bool, Failure> {
+        let api: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(self.ns.clone()),
+                    group: Some(group.to_owned()),
+                    resource: Some(resource.to_owned()),
+                    subresource: (!sub.is_empty()).then(|| sub.to_owned()),
+                    verb: Some(verb.to_owned()),
+                    name: name.map(str::to_owned),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let r = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| kube_failure(e, "SelfSubjectAccessReview"))?;
+        Ok(r.status.is_some_and(|s| s.allowed))
     }
 
     /// Each referenced Secret and key exists; names what is missing (never a value).
@@ -299,6 +328,14 @@ impl KubePlatform {
             let d = render_service(plan, &self.ns, &live.target_color, plan.replicas, deadline)?;
             refs.extend(secret_refs(&plan.name, &d));
             docs.extend(d);
+        }
+        let missing = self.missing_secret_reads(&refs).await?;
+        if !missing.is_empty() {
+            return Err(Failure::Forbidden(format!(
+                "the worker lacks permissions in namespace {}: {} (grant them as in k8s/worker/rbac.yaml: resourceNames)",
+                self.ns,
+                missing.join(", ")
+            )));
         }
         self.check_secrets(&refs).await?;
         for d in &docs {

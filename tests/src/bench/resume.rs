@@ -122,7 +122,8 @@ pub fn resume(dir: &Path, runs: usize, timer_shift_ms: Option<usize>) {
     );
     let temporal = server(&dir, timer_shift_ms);
     let addr = temporal.address();
-    let mut worker = Worker::start(&addr, &[]);
+    let c = config.display().to_string();
+    let mut worker = Worker::start(&addr, &[("CUTOVER_CONFIG", &c)]);
     let load = Load::start(&platform.services, 20);
     for (phase, revision) in [
         ("starting", "v5"),
@@ -133,7 +134,7 @@ pub fn resume(dir: &Path, runs: usize, timer_shift_ms: Option<usize>) {
         let alone: Vec<(f64, f64)> = (0..runs)
             .map(|_| one_kill(&temporal, &config, &mut worker, None, revision, phase))
             .collect();
-        let mut spare = Worker::start(&addr, &[]);
+        let mut spare = Worker::start(&addr, &[("CUTOVER_CONFIG", &c)]);
         let paired: Vec<(f64, f64)> = (0..runs)
             .map(|_| {
                 one_kill(
@@ -194,7 +195,8 @@ fn migration_kills(dir: &Path, temporal: &Temporal, runs: usize) {
     std::fs::create_dir_all(&files).unwrap();
     let world = testkit::db::MigrationWorld::start(&dir, &files, "down");
     let (pg, config) = (&world.pg, &world.config);
-    let envs = world.worker_env();
+    let mut envs = world.worker_env();
+    envs.push(("CUTOVER_CONFIG".into(), config.display().to_string()));
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let addr = temporal.address();
     let mut worker = Worker::start(&addr, &envs);

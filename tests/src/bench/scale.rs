@@ -89,7 +89,8 @@ pub fn scale(dir: &Path, n: usize) {
     };
     let config = dir.join("cutover-scale.toml");
     std::fs::write(&config, config_text(&env_refs, &opts)).unwrap();
-    let worker = Worker::start(&addr, &[]);
+    let c = config.display().to_string();
+    let worker = Worker::start(&addr, &[("CUTOVER_CONFIG", &c)]);
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = rss_bytes(worker.pid());
     let cpu_before = cpu_secs(worker.pid());

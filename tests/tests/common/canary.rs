@@ -60,7 +60,7 @@ pub fn canary_env_for(
     worker_env: &[(&str, &str)],
 ) -> (Env, Prometheus) {
     let (hold_secs, inconclusive_secs) = holds;
-    let env = Env::start(name, faults, opts, worker_env);
+    let mut env = Env::start(name, faults, opts, worker_env);
     let admin = env.platform.admin.trim_start_matches("http://").to_owned();
     let prom = Prometheus::start(&env.dir, &[("router", &admin)]);
     let mut cfg = std::fs::read_to_string(&env.config).unwrap();
@@ -69,6 +69,7 @@ pub fn canary_env_for(
         prom.url
     ));
     std::fs::write(&env.config, cfg).unwrap();
+    env.reconfigure();
     (env, prom)
 }
 

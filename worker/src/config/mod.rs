@@ -7,13 +7,14 @@
 //!   `PlatformTarget`, `MigrateRequest`, `BreakerConfig`).
 
 mod resolution;
+pub use resolution::reparse;
 mod schema;
 mod validation;
 
 pub use schema::{
     ApprovalCfg, BreakerCfg, CanaryCfg, Config, DatabaseCfg, Defaults, Environment,
-    FreezeWindowCfg, KubernetesPlatformCfg, LocalPlatformCfg, PerfCfg, Platform, ResourcesCfg,
-    Service, ThresholdsCfg, TimingsCfg,
+    FreezeWindowCfg, IdentityCfg, IssuerCfg, KubernetesPlatformCfg, LocalPlatformCfg, PerfCfg,
+    Platform, ResourcesCfg, Service, ThresholdsCfg, TimingsCfg,
 };
 use std::path::{Path, PathBuf};
 

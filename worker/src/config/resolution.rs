@@ -109,6 +109,8 @@ impl Config {
             timings: d.timings,
             perf: d.perf.clone(),
             migrate: d.migrate.clone(),
+            sealed_token: d.sealed_token.clone(),
+            breaker: d.breaker.clone(),
         })
     }
 
@@ -130,24 +132,45 @@ impl Config {
         let base = Path::new(&self.file).parent().unwrap_or(Path::new("."));
         let dir = base.join(&d.migrations);
         let files = migrate::load_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let files = files
+            .into_iter()
+            .map(|m| proto::MigrationFile {
+                version: m.version,
+                name: m.name,
+                file: m.file,
+                up_sql: m.up_sql,
+                down_sql: m.down_sql,
+                checksum: m.checksum,
+                contract: m.contract,
+                no_transaction: m.no_transaction,
+            })
+            .collect();
+        self.migrate_request_of(env_name, phase, deployment_id, requested_by, files)
+    }
+
+    /// The Migrate workflow's input for an environment with the release's migration files
+    /// (the worker's: from the request, never from its own disk).
+    pub fn migrate_request_of(
+        &self,
+        env_name: &str,
+        phase: &str,
+        deployment_id: &str,
+        requested_by: &str,
+        migrations: Vec<proto::MigrationFile>,
+    ) -> Result<proto::MigrateRequest, String> {
+        let env = self.environment(env_name)?;
+        let d = env.database.as_ref().ok_or_else(|| {
+            format!(
+                "{}: environments.{env_name}.database is not configured",
+                self.file
+            )
+        })?;
         Ok(proto::MigrateRequest {
             environment: env_name.to_owned(),
             deployment_id: deployment_id.to_owned(),
             requested_by: requested_by.to_owned(),
             database_url_env: d.url_env.clone(),
-            migrations: files
-                .into_iter()
-                .map(|m| proto::MigrationFile {
-                    version: m.version,
-                    name: m.name,
-                    file: m.file,
-                    up_sql: m.up_sql,
-                    down_sql: m.down_sql,
-                    checksum: m.checksum,
-                    contract: m.contract,
-                    no_transaction: m.no_transaction,
-                })
-                .collect(),
+            migrations,
             phase: phase.to_owned(),
             backup: Some(proto::BackupTarget {
                 bucket: d.bucket.clone(),
@@ -249,7 +272,8 @@ impl Config {
         Ok(plans)
     }
 
-    /// The Deploy workflow's input for a release, or why it cannot be made.
+    /// The Deploy workflow's input for a release, or why it cannot be made: the services'
+    /// templates and the migrations read from the release's files (the CLI).
     pub fn deploy_request(
         &self,
         env_name: &str,
@@ -259,45 +283,119 @@ impl Config {
         deployment_id: &str,
     ) -> Result<DeployRequest, String> {
         let env = self.environment(env_name)?;
-        if revision.is_empty()
-            || !revision
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err(format!(
-                "revision {revision:?} must be non-empty and made of [A-Za-z0-9._-]"
-            ));
-        }
-        if requested_by.trim().is_empty() {
-            return Err("requester identity is empty: pass --as NAME or set CUTOVER_USER".into());
-        }
+        check_revision(revision)?;
         let mut services = self.plan_services(env_name, revision, images)?;
         self.attach_manifests(env_name, &mut services)?;
-        // The release's migrations, refused here (before anything starts) when the safety
-        // check fails.
-        let migrate = match &env.database {
+        let migrations = match &env.database {
             None => None,
-            Some(_) => {
-                let m = self.migrate_request(env_name, "expand", deployment_id, requested_by)?;
-                let files: Vec<migrate::Migration> = m
-                    .migrations
+            Some(_) => Some(
+                self.migrate_request(env_name, "expand", deployment_id, requested_by)?
+                    .migrations,
+            ),
+        };
+        self.complete(
+            env_name,
+            revision,
+            requested_by,
+            deployment_id,
+            services,
+            migrations,
+        )
+    }
+
+    /// The Deploy workflow's input completed from this configuration for a release as a
+    /// request carries it (the worker): images and templates from the request's services,
+    /// migrations from its files; everything else from here.
+    pub fn resolve_release(&self, release: &DeployRequest) -> Result<DeployRequest, String> {
+        let env_name = &release.environment;
+        let env = self.environment(env_name)?;
+        check_revision(&release.revision)?;
+        let images: BTreeMap<String, String> = release
+            .services
+            .iter()
+            .filter(|s| !s.image.is_empty())
+            .map(|s| (s.name.clone(), s.image.clone()))
+            .collect();
+        for s in &release.services {
+            if !self.services.contains_key(&s.name) {
+                return Err(format!(
+                    "services: unknown service {:?} (the worker's configuration has: {})",
+                    s.name,
+                    self.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        let mut services = self.plan_services(env_name, &release.revision, &images)?;
+        if env.platform.kubernetes().is_some() {
+            for plan in &mut services {
+                let template = release
+                    .services
                     .iter()
-                    .map(|f| {
-                        migrate::files::migration(
-                            f.version,
-                            &f.name,
-                            f.up_sql.clone(),
-                            f.down_sql.clone(),
-                        )
-                    })
-                    .collect();
-                let report = migrate::check_migrations(&files);
+                    .find(|s| s.name == plan.name)
+                    .map(|s| s.manifest.clone())
+                    .unwrap_or_default();
+                if template.trim().is_empty() {
+                    return Err(format!(
+                        "services.{0}.manifest: the release carries no template of {0} (`cutover deploy` sends k8s/jts/{0}.yaml)",
+                        plan.name
+                    ));
+                }
+                plan.manifest = template;
+            }
+        }
+        let migrations = match (&env.database, &release.migrate) {
+            (None, Some(m)) if !m.migrations.is_empty() => {
+                return Err(format!(
+                    "migrate: environment {env_name} has no database in the worker's configuration; the release carries {} migration files",
+                    m.migrations.len()
+                ));
+            }
+            (None, _) => None,
+            (Some(_), m) => Some(m.as_ref().map(|m| m.migrations.clone()).unwrap_or_default()),
+        };
+        self.complete(
+            env_name,
+            &release.revision,
+            &release.requested_by,
+            &release.deployment_id,
+            services,
+            migrations,
+        )
+    }
+
+    /// Policy from this configuration around a release's services and migrations; the
+    /// migrations pass the safety check here (fail-closed), before anything starts.
+    fn complete(
+        &self,
+        env_name: &str,
+        revision: &str,
+        requested_by: &str,
+        deployment_id: &str,
+        services: Vec<ServicePlan>,
+        migrations: Option<Vec<proto::MigrationFile>>,
+    ) -> Result<DeployRequest, String> {
+        let env = self.environment(env_name)?;
+        let migrate = match migrations {
+            None => None,
+            Some(files) => {
+                let m = self.migrate_request_of(
+                    env_name,
+                    "expand",
+                    deployment_id,
+                    requested_by,
+                    files,
+                )?;
+                let parsed = parsed(&m.migrations);
+                let report = migrate::check_migrations(&parsed);
                 if !report.ok {
                     return Err(format!(
                         "the release's migrations fail the safety check:\n{}",
                         report.text()
                     ));
                 }
+                // Markers and checksums as the SQL says, whatever the request claimed.
+                let mut m = m;
+                m.migrations = reparse(&m.migrations);
                 Some(m)
             }
         };
@@ -337,8 +435,57 @@ impl Config {
             }),
             production: env.production,
             migrate,
+            sealed_token: String::new(),
+            breaker: self.breaker_config(env_name)?,
         })
     }
+}
+
+/// The migration files as their SQL says (markers `-- cutover: contract`, `-- no-transaction`,
+/// checksums), whatever a request claimed about them; file names as sent.
+fn parsed(files: &[proto::MigrationFile]) -> Vec<migrate::Migration> {
+    files
+        .iter()
+        .map(|f| {
+            let mut p =
+                migrate::files::migration(f.version, &f.name, f.up_sql.clone(), f.down_sql.clone());
+            if !f.file.is_empty() {
+                p.file.clone_from(&f.file);
+            }
+            p
+        })
+        .collect()
+}
+
+/// [`parsed`], as the workflows' messages.
+pub fn reparse(files: &[proto::MigrationFile]) -> Vec<proto::MigrationFile> {
+    parsed(files)
+        .into_iter()
+        .map(|p| proto::MigrationFile {
+            version: p.version,
+            name: p.name,
+            file: p.file,
+            up_sql: p.up_sql,
+            down_sql: p.down_sql,
+            checksum: p.checksum,
+            contract: p.contract,
+            no_transaction: p.no_transaction,
+        })
+        .collect()
+}
+
+/// A revision names an image tag and a Git revision: `[A-Za-z0-9._-]`, not empty.
+fn check_revision(revision: &str) -> Result<(), String> {
+    if revision.is_empty()
+        || !revision
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(format!(
+            "revision {revision:?} must be non-empty and made of [A-Za-z0-9._-]"
+        ));
+    }
+    Ok(())
 }
 
 /// The environment's metrics source, as the canary's analysis and (on Kubernetes) the

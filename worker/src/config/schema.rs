@@ -11,8 +11,49 @@ pub struct Config {
     pub defaults: Defaults,
     pub services: BTreeMap<String, Service>,
     pub environments: BTreeMap<String, Environment>,
+    /// Who may start and approve: the OIDC issuers the worker trusts, and the key the CLI seals
+    /// ID tokens to.
+    #[serde(default)]
+    pub identity: IdentityCfg,
     #[serde(skip)]
     pub file: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityCfg {
+    /// The worker's X25519 public key (base64): the CLI seals ID tokens to it, so no token is
+    /// ever in a workflow history (`cutover identity keygen`).
+    pub worker_key: String,
+    /// The worker's environment variable holding the matching private key (a secret).
+    pub private_key_env: String,
+    /// Trusted OIDC issuers by name.
+    pub issuers: BTreeMap<String, IssuerCfg>,
+}
+
+impl Default for IdentityCfg {
+    fn default() -> Self {
+        Self {
+            worker_key: String::new(),
+            private_key_env: "CUTOVER_IDENTITY_KEY".into(),
+            issuers: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuerCfg {
+    /// The `iss` claim, e.g. https://token.actions.githubusercontent.com.
+    pub issuer: String,
+    /// The `aud` claim the worker accepts.
+    pub audience: String,
+    /// The claim that names the person (GitHub Actions: `actor`).
+    pub claim: String,
+    /// JWKS URL; empty: the issuer's discovery document names it.
+    pub jwks_url: String,
+    /// Claims that must have exactly these values (e.g. repository = "jts/trading").
+    pub required_claims: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +154,10 @@ pub struct Environment {
     pub canary: CanaryCfg,
     /// The environment's circuit breaker (`cutover breaker ...`).
     pub breaker: Option<BreakerCfg>,
+    /// Identities asserted with `--as` (no ID token) are accepted: development only, never
+    /// in production.
+    #[serde(default)]
+    pub asserted_identities: bool,
 }
 
 #[derive(Debug, Deserialize, Clone)]

@@ -4,6 +4,50 @@
 use super::{BreakerCfg, Config, ConfigError, Platform};
 
 impl Config {
+    fn validate_identity(&self) -> Result<(), ConfigError> {
+        let id = &self.identity;
+        if !id.worker_key.is_empty() && crate::identity::public_key(&id.worker_key).is_err() {
+            return Err(self.invalid(
+                "identity.worker_key",
+                "not a base64 X25519 public key (`cutover identity keygen` makes a pair)",
+            ));
+        }
+        for (name, i) in &id.issuers {
+            let key = |k: &str| format!("identity.issuers.{name}.{k}");
+            let https = url::Url::parse(&i.issuer).is_ok_and(|u| {
+                u.scheme() == "https"
+                    || (u.scheme() == "http"
+                        && u.host_str()
+                            .is_some_and(|h| h == "localhost" || h.starts_with("127.")))
+            });
+            if !https {
+                return Err(self.invalid(
+                    key("issuer"),
+                    format!("{:?} is not an https URL (http only on loopback)", i.issuer),
+                ));
+            }
+            if i.audience.is_empty() {
+                return Err(self.invalid(
+                    key("audience"),
+                    "the audience the worker accepts is required",
+                ));
+            }
+            if i.claim.is_empty() {
+                return Err(self.invalid(
+                    key("claim"),
+                    "the claim that names the person is required (GitHub Actions: \"actor\")",
+                ));
+            }
+        }
+        if !id.issuers.is_empty() && id.worker_key.is_empty() {
+            return Err(self.invalid(
+                "identity.worker_key",
+                "trusted issuers need the worker's public key (the CLI seals ID tokens to it)",
+            ));
+        }
+        Ok(())
+    }
+
     fn invalid(&self, key: impl Into<String>, why: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.clone(),
@@ -76,12 +120,19 @@ impl Config {
             }
         }
         self.order()?;
+        self.validate_identity()?;
         for (env, e) in &self.environments {
             let key = |k: &str| format!("environments.{env}.{k}");
             if !is_dns_label(env) {
                 return Err(self.invalid(
                     format!("environments.{env}"),
                     "environment names are DNS labels: lowercase letters, digits and '-'",
+                ));
+            }
+            if e.asserted_identities && e.production {
+                return Err(self.invalid(
+                    key("asserted_identities"),
+                    "a production environment accepts only verified identities (OIDC ID tokens)",
                 ));
             }
             match &e.platform {

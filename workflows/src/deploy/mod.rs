@@ -51,28 +51,51 @@ crate::release::release_workflow!(DeployWorkflow, DeployStatus);
 impl DeployWorkflow {
     fn begin(ctx: &WorkflowContext<Self>, req: &DeployRequest, breaker_aware: bool, v2: bool) {
         ctx.state_mut(|s| {
-            s.request = req.clone();
             s.control.breaker_aware = breaker_aware;
             s.control.v2 = v2;
-            s.status = DeployStatus {
-                deployment_id: req.deployment_id.clone(),
-                environment: req.environment.clone(),
-                revision: req.revision.clone(),
-                requested_by: req.requested_by.clone(),
-                approval_required: req.approval.as_ref().is_some_and(|a| a.required),
-                services: req
-                    .services
-                    .iter()
-                    .map(|s| ServiceStatus {
-                        name: s.name.clone(),
-                        version: s.version.clone(),
-                        active_color: String::new(),
-                        state: "pending".to_owned(),
-                    })
-                    .collect(),
-                ..Default::default()
-            };
+            s.adopt(req);
         });
+    }
+
+    /// The request the run follows, and the status it shows: at the start, and again once the
+    /// worker has completed it from its configuration (patch `worker-authority`).
+    fn adopt(&mut self, req: &DeployRequest) {
+        self.request = req.clone();
+        let s = &mut self.status;
+        s.deployment_id = req.deployment_id.clone();
+        s.environment = req.environment.clone();
+        s.revision = req.revision.clone();
+        s.requested_by = req.requested_by.clone();
+        s.approval_required = req.approval.as_ref().is_some_and(|a| a.required);
+        s.services = req
+            .services
+            .iter()
+            .map(|s| ServiceStatus {
+                name: s.name.clone(),
+                version: s.version.clone(),
+                active_color: String::new(),
+                state: "pending".to_owned(),
+            })
+            .collect();
+    }
+
+    /// Patch `worker-authority`: the worker checks the request against its own configuration
+    /// and completes it; the run follows what the worker returned.
+    async fn authorize(ctx: &WorkflowContext<Self>) -> Result<(), release::Stop> {
+        let req = ctx.state(|s| s.request.clone());
+        let ask = proto::AuthorizeRequest {
+            deploy: Some(req),
+            ..Default::default()
+        };
+        let a = release::authority::authorize(ctx, ask).await?;
+        let (req, record) = (a.deploy.unwrap_or_default(), a.record.unwrap_or_default());
+        ctx.state_mut(|s| {
+            s.adopt(&req);
+            s.status.requested_by = record.requester.clone();
+            s.control.digest = record.digest.clone();
+            s.status.release = Some(record);
+        });
+        Ok(())
     }
 
     /// The runbook. Ok: the release is live (the reason of its success).
@@ -127,8 +150,16 @@ impl DeployWorkflow {
     ) -> WorkflowResult<DeployStatus> {
         let breaker_aware = ctx.patched("breaker-v1");
         let v2 = ctx.patched(RELEASE_V2);
+        let authority = ctx.patched(release::authority::WORKER_AUTHORITY);
         Self::begin(ctx, &req, breaker_aware, v2);
-        let result = Self::release(ctx).await;
+        ctx.state_mut(|s| s.control.authority = authority);
+        let result = match authority {
+            true => match Self::authorize(ctx).await {
+                Ok(()) => Self::release(ctx).await,
+                Err(stop) => Err(stop),
+            },
+            false => Self::release(ctx).await,
+        };
         Self::end(ctx, result).await
     }
 

@@ -16,6 +16,9 @@ pub struct Pending<'a> {
     pub phase: &'a str,
     /// A decision was already taken.
     pub decided: bool,
+    /// Worker-authority runs: the release digest a decision must name. Its identity (token or
+    /// asserted name) is verified by the worker afterwards, not here.
+    pub digest: Option<&'a str>,
 }
 
 /// Whether `d` may decide the release waiting in `p`: it must be waiting, not yet decided, the
@@ -29,6 +32,14 @@ pub fn validate(p: &Pending, d: &ApprovalDecision) -> Result<(), String> {
             id.deployment_id, p.phase
         ));
     }
+    if let Some(digest) = p.digest
+        && d.digest != digest
+    {
+        return Err(format!(
+            "approval names release {:?}, but deployment {} runs release {digest} (see `cutover status {}`)",
+            d.digest, id.deployment_id, id.environment
+        ));
+    }
     if d.deployment_id != id.deployment_id {
         return Err(format!(
             "stale approval: it names deployment {:?}, but {} is running {:?}",
@@ -40,6 +51,10 @@ pub fn validate(p: &Pending, d: &ApprovalDecision) -> Result<(), String> {
             "approval is for revision {:?}, but deployment {} releases {:?}",
             d.revision, id.deployment_id, id.revision
         ));
+    }
+    if p.digest.is_some() && !d.sealed_token.is_empty() {
+        // The identity is in the sealed token: the worker verifies it (and the policy) next.
+        return Ok(());
     }
     if d.approver.trim().is_empty() {
         return Err("approval has no approver identity".into());
@@ -69,6 +84,7 @@ pub fn record(approved: bool, d: &ApprovalDecision, at: String) -> ApprovalRecor
         revision: d.revision.clone(),
         comment: d.comment.clone(),
         at,
+        ..Default::default()
     }
 }
 
@@ -81,14 +97,55 @@ pub async fn gate<W: Release>(
     undo: Undo,
 ) -> Result<ApprovalDecision, Stop> {
     let decided = |s: &W| s.control().decision.is_some() || s.control().request.is_some();
-    let answered = match timeout {
-        Some(t) => temporalio_sdk::workflows::select! {
-            _ = ctx.wait_condition(decided).fuse() => true,
-            _ = ctx.timer(t).fuse() => false,
-        },
-        None => {
-            let _ = ctx.wait_condition(decided).await;
-            true
+    let deadline = timeout.map(|t| super::journal::now(ctx) + t);
+    let answered = loop {
+        let answered = match deadline {
+            Some(end) => {
+                // (A timer needs a positive duration.)
+                let left = end
+                    .duration_since(super::journal::now(ctx))
+                    .unwrap_or_default()
+                    .max(Duration::from_millis(1));
+                temporalio_sdk::workflows::select! {
+                    _ = ctx.wait_condition(decided).fuse() => true,
+                    _ = ctx.timer(left).fuse() => false,
+                }
+            }
+            None => {
+                let _ = ctx.wait_condition(decided).await;
+                true
+            }
+        };
+        let (authority, digest) =
+            ctx.state(|s| (s.control().authority, s.control().digest.clone()));
+        if !answered || !authority || ctx.state(|s| s.control().request.is_some()) {
+            break answered;
+        }
+        // Worker-authority runs: the decision counts once the worker has verified who took it.
+        let (approved, d) = ctx
+            .state(|s| s.control().decision.clone())
+            .expect("the condition above");
+        match super::authority::verify(ctx, approved, &d, &digest).await {
+            Ok(identity) => {
+                let at = crate::time::rfc3339(super::journal::now(ctx));
+                let mut r = record(approved, &d, at);
+                let (name, how) = identity.split_once(" (").unwrap_or((&identity, ""));
+                r.approver = name.to_owned();
+                r.verified = how.trim_end_matches(')').to_owned();
+                r.digest = digest;
+                ctx.state_mut(|s| {
+                    s.approvals_mut().push(r);
+                    s.control_mut().decision = Some((
+                        approved,
+                        ApprovalDecision {
+                            approver: name.to_owned(),
+                            ..d
+                        },
+                    ));
+                });
+                break true;
+            }
+            Err(_) => ctx.state_mut(|s| s.control_mut().decision = None),
         }
     };
     let at = super::journal::now(ctx);
@@ -122,15 +179,19 @@ pub async fn gate<W: Release>(
 pub async fn ask<W: Release>(ctx: &WorkflowContext<W>, what: &str) {
     super::journal::enter(ctx, Phase::AwaitingApproval);
     let id = ctx.state(|s| s.ident());
-    notify(
-        ctx,
-        "awaiting_approval",
+    let digest = ctx.state(|s| s.control().digest.clone());
+    let text = if digest.is_empty() {
         format!(
             "{} awaits approval: {what} (approve with: cutover approve {} --deployment {} --revision {})",
             id.deployment_id, id.environment, id.deployment_id, id.revision
-        ),
-    )
-    .await;
+        )
+    } else {
+        format!(
+            "{} awaits approval: {what}; release {digest} (approve with: cutover approve {} --deployment {} --revision {} --digest {digest})",
+            id.deployment_id, id.environment, id.deployment_id, id.revision
+        )
+    };
+    notify(ctx, "awaiting_approval", text).await;
 }
 
 #[cfg(test)]
@@ -160,6 +221,7 @@ mod tests {
             deployment_id: "dep-1".into(),
             revision: "v2".into(),
             comment: String::new(),
+            ..Default::default()
         }
     }
 
@@ -171,6 +233,7 @@ mod tests {
                 policy: &pol,
                 phase,
                 decided,
+                digest: None,
             },
             d,
         )
@@ -221,6 +284,31 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_authority_run_refuses_a_decision_for_another_digest() {
+        let (id, pol) = (ident(), policy());
+        let p = Pending {
+            ident: &id,
+            policy: &pol,
+            phase: "awaiting_approval",
+            decided: false,
+            digest: Some("sha256:aaa"),
+        };
+        let mut d = decision("alice");
+        d.digest = "sha256:bbb".into();
+        let err = validate(&p, &d).unwrap_err();
+        assert!(
+            err.contains("names release \"sha256:bbb\"") && err.contains("sha256:aaa"),
+            "{err}"
+        );
+        d.digest = "sha256:aaa".into();
+        assert_eq!(validate(&p, &d), Ok(()));
+        // A sealed token carries the identity: the worker verifies it after the validator.
+        d.approver = String::new();
+        d.sealed_token = "sealed".into();
+        assert_eq!(validate(&p, &d), Ok(()));
+    }
+
+    #[test]
     fn outside_production_the_requester_may_approve() {
         let (id, mut pol) = (ident(), policy());
         pol.distinct_from_requester = false;
@@ -229,6 +317,7 @@ mod tests {
             policy: &pol,
             phase: "awaiting_approval",
             decided: false,
+            digest: None,
         };
         assert_eq!(validate(&p, &decision("carol")), Ok(()));
     }

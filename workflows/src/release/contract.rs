@@ -73,6 +73,8 @@ pub struct Summary {
     pub approvals: Vec<ApprovalRecord>,
     pub events: Vec<String>,
     pub warm_until: String,
+    /// What the worker authorised (patch `worker-authority`).
+    pub release: Option<proto::ReleaseRecord>,
 }
 
 #[cfg(test)]

@@ -35,6 +35,11 @@ pub struct Control {
     pub breaker_aware: bool,
     /// Patch `release-v2`: the shared lifecycle's newer commands.
     pub v2: bool,
+    /// Patch `worker-authority`: the worker authorised the release, and verifies each
+    /// decision's identity before it counts.
+    pub authority: bool,
+    /// The release digest decisions must name (worker-authority runs).
+    pub digest: String,
 }
 
 impl Control {

@@ -27,6 +27,17 @@ pub enum Event<'a> {
     Approved {
         by: &'a str,
     },
+    /// The worker authorised the release (patch `worker-authority`).
+    Authorized {
+        digest: &'a str,
+        requester: &'a str,
+        verified: &'a str,
+    },
+    /// A decision whose identity or digest the worker refused; the gate waits on.
+    DecisionRefused {
+        action: &'a str,
+        why: &'a str,
+    },
     /// Blue-green: the breaker no longer holds the switch.
     BreakerClosed,
     /// Blue-green: every service moved to `to` in one switch (`services`: comma-joined).
@@ -125,6 +136,15 @@ impl fmt::Display for Event<'_> {
                 write!(f, "contract migrations failed (reverted): {why}")
             }
             Event::Approved { by } => write!(f, "approved by {by}"),
+            Event::Authorized {
+                digest,
+                requester,
+                verified,
+            } => write!(
+                f,
+                "authorized by the worker's configuration: release {digest}, requested by {requester} ({verified})"
+            ),
+            Event::DecisionRefused { action, why } => write!(f, "{action} refused: {why}"),
             Event::BreakerClosed => f.write_str("circuit breaker closed: switching"),
             Event::Switched { services, to } => write!(f, "switched {services} to {to}"),
             Event::Step { n, percent, canary } => write!(f, "step {n}: {percent}% on {canary}"),

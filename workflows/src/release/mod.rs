@@ -15,6 +15,7 @@
 //!   supersede, breaker hold, approval decisions).
 
 pub mod approval;
+pub mod authority;
 pub mod colour;
 pub mod contract;
 pub mod control;
@@ -47,6 +48,9 @@ pub struct Ident {
 pub trait Release: Sized + 'static {
     fn ident(&self) -> Ident;
     fn control(&self) -> &Control;
+    fn control_mut(&mut self) -> &mut Control;
+    /// The decisions recorded in the status.
+    fn approvals_mut(&mut self) -> &mut Vec<proto::ApprovalRecord>;
     fn events_mut(&mut self) -> &mut Vec<String>;
     /// The phases entered so far, with their workflow time.
     fn marks_mut(&mut self) -> &mut Vec<proto::PhaseMark>;
@@ -76,6 +80,12 @@ macro_rules! release_workflow {
             }
             fn control(&self) -> &$crate::release::Control {
                 &self.control
+            }
+            fn control_mut(&mut self) -> &mut $crate::release::Control {
+                &mut self.control
+            }
+            fn approvals_mut(&mut self) -> &mut Vec<proto::ApprovalRecord> {
+                &mut self.status.approvals
             }
             fn events_mut(&mut self) -> &mut Vec<String> {
                 &mut self.status.events
@@ -111,6 +121,10 @@ macro_rules! release_workflow {
                     policy: &policy,
                     phase: &self.status.phase,
                     decided: self.control.decision.is_some(),
+                    digest: self
+                        .control
+                        .authority
+                        .then_some(self.control.digest.as_str()),
                 };
                 $crate::release::approval::validate(&pending, d).map_err(Into::into)
             }
@@ -141,17 +155,21 @@ macro_rules! release_workflow {
                 }
             }
 
-            /// Records an approval or a rejection (the gate waiting in `run` reads it).
+            /// Records an approval or a rejection (the gate waiting in `run` reads it). In a
+            /// worker-authority run it counts, and is recorded, only once the worker has
+            /// verified who took it (the gate does that).
             fn decide(
                 &mut self,
                 ctx: &mut temporalio_sdk::SyncWorkflowContext<Self>,
                 approved: bool,
                 d: proto::ApprovalDecision,
             ) -> $status {
-                let at =
-                    $crate::time::rfc3339(ctx.workflow_time().unwrap_or(std::time::UNIX_EPOCH));
-                let record = $crate::release::approval::record(approved, &d, at);
-                self.status.approvals.push(record);
+                if !self.control.authority {
+                    let at =
+                        $crate::time::rfc3339(ctx.workflow_time().unwrap_or(std::time::UNIX_EPOCH));
+                    let record = $crate::release::approval::record(approved, &d, at);
+                    self.status.approvals.push(record);
+                }
                 self.control.decision = Some((approved, d));
                 self.status.clone()
             }

@@ -63,6 +63,8 @@ words! {
         Failed => "failed",
         Rejected => "rejected",
         Aborted => "aborted",
+        /// The worker's configuration refused the request (patch `worker-authority`).
+        Refused => "refused",
     }
 }
 
@@ -76,6 +78,7 @@ impl Outcome {
             Outcome::Failed => DEPLOYMENT_FAILED,
             Outcome::Rejected => DEPLOYMENT_REJECTED,
             Outcome::Aborted => DEPLOYMENT_ABORTED,
+            Outcome::Refused => RELEASE_REFUSED,
         }
     }
 

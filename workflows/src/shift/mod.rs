@@ -113,6 +113,25 @@ impl ShiftWorkflow {
         });
     }
 
+    /// Patch `worker-authority`: the worker checks the request against its own configuration
+    /// and completes it; the run follows what the worker returned.
+    async fn authorize(ctx: &WorkflowContext<Self>) -> Result<(), Stop> {
+        let req = ctx.state(|s| s.request.clone());
+        let ask = proto::AuthorizeRequest {
+            shift: Some(req),
+            ..Default::default()
+        };
+        let a = release::authority::authorize(ctx, ask).await?;
+        let (req, record) = (a.shift.unwrap_or_default(), a.record.unwrap_or_default());
+        ctx.state_mut(|s| {
+            s.request = req;
+            s.request.requested_by = record.requester.clone();
+            s.control.digest = record.digest.clone();
+            s.status.release = Some(record);
+        });
+        Ok(())
+    }
+
     /// The runbook: each phase returns `Err(Stop)` to end the release early.
     async fn release(ctx: &WorkflowContext<Self>) -> Result<(), Stop> {
         let (stable, canary) = Self::preflight(ctx).await?;
@@ -326,8 +345,16 @@ impl ShiftWorkflow {
     ) -> WorkflowResult<ShiftStatus> {
         let breaker_aware = ctx.patched("breaker-v1");
         let v2 = ctx.patched(RELEASE_V2);
+        let authority = ctx.patched(release::authority::WORKER_AUTHORITY);
         Self::begin(ctx, &req, breaker_aware, v2);
-        let result = Self::release(ctx).await;
+        ctx.state_mut(|s| s.control.authority = authority);
+        let result = match authority {
+            true => match Self::authorize(ctx).await {
+                Ok(()) => Self::release(ctx).await,
+                Err(stop) => Err(stop),
+            },
+            false => Self::release(ctx).await,
+        };
         Self::end(ctx, result).await
     }
 
