@@ -28,20 +28,24 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {out:?}");
 }
 
+/// A P-256 key, `<name>.key`.
+fn ec_key(dir: &Path, name: &str) {
+    let out = format!("{name}.key");
+    let args = [
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &out,
+    ];
+    openssl(dir, &args);
+}
+
 /// A key and a certificate for `cn` signed by `ca` (its files `<ca>.pem`, `<ca>.key`).
 fn issue(dir: &Path, ca: &str, name: &str, cn: &str, ext: &str) {
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            &format!("{name}.key"),
-        ],
-    );
+    ec_key(dir, name);
     openssl(
         dir,
         &[
@@ -79,18 +83,7 @@ fn issue(dir: &Path, ca: &str, name: &str, cn: &str, ext: &str) {
 }
 
 fn new_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            &format!("{name}.key"),
-        ],
-    );
+    ec_key(dir, name);
     openssl(
         dir,
         &[

@@ -104,7 +104,8 @@ impl Issuer {
             .as_secs();
         json!({
             "iss": self.url, "aud": "cutover", "sub": format!("repo:jts/trading:{actor}"),
-            "actor": actor, "repository": "jts/trading", "iat": now, "exp": now + 300,
+            "actor": actor, "repository": "jts/trading", "environment": "production-approval",
+            "iat": now, "exp": now + 300,
         })
     }
 
@@ -210,35 +211,14 @@ fn activities_scheduled(env: &Env, workflow_id: &str) -> Vec<String> {
 
 /// The history as text, with every payload decoded (payloads are base64 JSON).
 fn history_text(env: &Env, workflow_id: &str) -> String {
-    fn decode(v: &Value, out: &mut String) {
-        match v {
-            Value::Object(o) => {
-                for (k, x) in o {
-                    if k == "data"
-                        && let Some(s) = x.as_str()
-                        && let Ok(b) = base64::engine::general_purpose::STANDARD.decode(s)
-                    {
-                        out.push_str(&String::from_utf8_lossy(&b));
-                        out.push('\n');
-                    }
-                    decode(x, out);
-                }
-            }
-            Value::Array(a) => a.iter().for_each(|x| decode(x, out)),
-            _ => {}
-        }
-    }
     let events = env.temporal.history(workflow_id);
-    let mut text = serde_json::to_string(&events).unwrap();
-    for e in &events {
-        decode(e, &mut text);
-    }
-    text
+    common::decoded_payloads(&serde_json::to_string(&events).unwrap())
 }
 
-/// The worker's configuration: `staging` (asserted identities, approval), `production`
-/// (verified identities only), `development` (Kubernetes, database, breaker: never reached,
-/// every request here is refused before anything starts).
+/// The worker's configuration: `staging` and `development` (local, asserted identities),
+/// `production` (local, verified identities only, approvals from the approval job's GitHub
+/// environment), `preprod` (Kubernetes, database, breaker: never reached, every request there
+/// is refused before anything starts, or stopped after its authorisation).
 fn configure(env: &mut Env, issuer: &Issuer, worker_key: &str, approval: bool) {
     let admin = env.platform.admin.clone();
     let mut cfg = std::fs::read_to_string(&env.config).unwrap();
@@ -253,12 +233,22 @@ production = true
 thresholds = {{ max_error_ratio = 0.01, max_p95_ms = 500, min_requests = 10 }}
 performance = {{ requests = 20, concurrency = 4 }}
 approval = {{ required = true, approvers = ["alice", "bob", "carol"] }}
+# Approvals only from the approval job's GitHub environment.
+approve_claims = {{ environment = "production-approval" }}
 timings = {{ validation_window_secs = 3, check_interval_ms = 500, keep_warm_secs = 1, inconclusive_hold_secs = 5, ready_timeout_secs = 20 }}
 replicas = {{ risk-management = 1, order-execution = 1, strategy-engine = 1, api-gateway = 1 }}
 
 [environments.development]
 asserted_identities = true
-platform = {{ kind = "kubernetes", namespace = "jts-development", manifests = "{manifests}", gateway = "jts", route_host = "{{service}}.dev.jts.test", preview_host = "{{service}}-preview.dev.jts.test" }}
+platform = {{ kind = "local", admin_url = "{admin}" }}
+thresholds = {{ max_error_ratio = 0.01, max_p95_ms = 500, min_requests = 10 }}
+performance = {{ requests = 20, concurrency = 4 }}
+timings = {{ validation_window_secs = 3, check_interval_ms = 500, keep_warm_secs = 1, inconclusive_hold_secs = 5, ready_timeout_secs = 20 }}
+replicas = {{ risk-management = 1, order-execution = 1, strategy-engine = 1, api-gateway = 1 }}
+
+[environments.preprod]
+asserted_identities = true
+platform = {{ kind = "kubernetes", namespace = "jts-preprod", manifests = "{manifests}", gateway = "jts", route_host = "{{service}}.dev.jts.test", preview_host = "{{service}}-preview.dev.jts.test" }}
 approval = {{ required = true, approvers = ["alice", "bob"] }}
 database = {{ url_env = "JTS_DATABASE_URL", migrations = "{migrations}", bucket = "jts-backups" }}
 breaker = {{ max_consecutive_failures = 3, probe_interval_secs = 30 }}
@@ -339,29 +329,29 @@ fn requests_that_disagree_with_the_workers_policy_are_refused_before_anything_st
     let (env, _issuer, private) = start_env("authority-policy", true);
     let cfg = worker::config::Config::load(&env.config).unwrap();
     let base = cfg
-        .deploy_request("development", "v2", &Default::default(), "ci", "dep-x")
+        .deploy_request("preprod", "v2", &Default::default(), "ci", "dep-x")
         .unwrap();
     type Edit = fn(&mut proto::DeployRequest);
     let cases: [(&str, Edit, &str); 5] = [
         (
             "namespace",
             |r| r.platform.as_mut().unwrap().namespace = "jts-production".into(),
-            "platform.namespace: the request says \"jts-production\", the worker's configuration of development says \"jts-development\"",
+            "platform.namespace: the request says \"jts-production\", the worker's configuration of preprod says \"jts-preprod\"",
         ),
         (
             "approval",
             |r| r.approval.as_mut().unwrap().required = false,
-            "approval.required: the request says false, the worker's configuration of development says true",
+            "approval.required: the request says false, the worker's configuration of preprod says true",
         ),
         (
             "database",
             |r| r.migrate.as_mut().unwrap().database_url_env = "OTHER_DATABASE_URL".into(),
-            "migrate.database_url_env: the request says \"OTHER_DATABASE_URL\", the worker's configuration of development says \"JTS_DATABASE_URL\"",
+            "migrate.database_url_env: the request says \"OTHER_DATABASE_URL\", the worker's configuration of preprod says \"JTS_DATABASE_URL\"",
         ),
         (
             "breaker",
             |r| r.breaker = None,
-            "breaker: the request says none, the worker's configuration of development says {",
+            "breaker: the request says none, the worker's configuration of preprod says {",
         ),
         (
             "unsafe migration marked safe",
@@ -389,24 +379,24 @@ fn requests_that_disagree_with_the_workers_policy_are_refused_before_anything_st
         req.deployment_id = format!("dep-{}", what.replace(' ', "-"));
         let input = serde_json::to_value(&req).unwrap();
         let t0 = Instant::now();
-        let out = start_by_hand(&env, "development", &input);
+        let out = start_by_hand(&env, "preprod", &input);
         assert!(out.status.success(), "{what}: {out:?}");
-        let described = closed(&env, "deploy-development");
+        let described = closed(&env, "deploy-preprod");
         if what == "namespace" {
-            common::record_fixture(&env, "deploy-development", "deploy_refused");
+            common::record_fixture(&env, "deploy-preprod", "deploy_refused");
         }
-        let message = failure_message(&described, &env, "deploy-development");
+        let message = failure_message(&described, &env, "deploy-preprod");
         assert!(
             message.contains("refused by the worker") && message.contains(expected),
             "{what}: the refusal should name {expected:?}: {message}"
         );
-        let scheduled = activities_scheduled(&env, "deploy-development");
+        let scheduled = activities_scheduled(&env, "deploy-preprod");
         assert_eq!(
             scheduled,
             ["authorize_release", "notify"],
             "{what}: nothing but the authorisation (and the refusal's notification) ran"
         );
-        let s = status_of(&env, "development").unwrap();
+        let s = status_of(&env, "preprod").unwrap();
         assert_eq!(s["outcome"], "refused", "{what}: {s}");
         println!("{what}: refused in {:?}: {message}", t0.elapsed());
     }
@@ -414,11 +404,11 @@ fn requests_that_disagree_with_the_workers_policy_are_refused_before_anything_st
     // (no Kubernetes API server here) fails its preflight.
     let mut ok = base.clone();
     ok.deployment_id = "dep-ok".into();
-    let out = start_by_hand(&env, "development", &serde_json::to_value(&ok).unwrap());
+    let out = start_by_hand(&env, "preprod", &serde_json::to_value(&ok).unwrap());
     assert!(out.status.success(), "{out:?}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let scheduled = loop {
-        let scheduled = activities_scheduled(&env, "deploy-development");
+        let scheduled = activities_scheduled(&env, "deploy-preprod");
         if scheduled.iter().any(|a| a == "preflight") {
             break scheduled;
         }
@@ -432,7 +422,7 @@ fn requests_that_disagree_with_the_workers_policy_are_refused_before_anything_st
         scheduled.first().map(String::as_str),
         Some("authorize_release")
     );
-    let s = status_of(&env, "development").unwrap();
+    let s = status_of(&env, "preprod").unwrap();
     assert!(
         s["release"]["digest"]
             .as_str()
@@ -447,7 +437,7 @@ fn requests_that_disagree_with_the_workers_policy_are_refused_before_anything_st
             "workflow",
             "terminate",
             "--workflow-id",
-            "deploy-development",
+            "deploy-preprod",
             "--reason",
             "test done",
         ],
@@ -477,22 +467,22 @@ fn requests_that_disagree_with_the_workers_policy_are_refused_before_anything_st
             "--task-queue",
             "cutover",
             "--workflow-id",
-            "sneaky-development",
+            "sneaky-preprod",
             "--input",
             &serde_json::to_value(&sneaky).unwrap().to_string(),
         ],
     );
     assert!(out.status.success(), "{out:?}");
-    closed(&env, "sneaky-development");
-    let m = failure_message(&Value::Null, &env, "sneaky-development");
+    closed(&env, "sneaky-preprod");
+    let m = failure_message(&Value::Null, &env, "sneaky-preprod");
     assert!(
-        m.contains("a release of development runs as \"deploy-development\""),
+        m.contains("a release of preprod runs as \"deploy-preprod\""),
         "{m}"
     );
     // No secret in any history, log or status.
-    let mut all = history_text(&env, "deploy-development") + &history_text(&env, "deploy-qa");
+    let mut all = history_text(&env, "deploy-preprod") + &history_text(&env, "deploy-qa");
     all.push_str(&std::fs::read_to_string(&env.worker.log).unwrap_or_default());
-    all.push_str(&status_of(&env, "development").unwrap().to_string());
+    all.push_str(&status_of(&env, "preprod").unwrap().to_string());
     for secret in [DB_URL, "s3cr3t-db-password", private.as_str()] {
         assert!(!all.contains(secret), "a secret leaked: {secret}");
     }
@@ -591,6 +581,9 @@ fn approvals_name_the_release_digest_and_come_from_verified_identities() {
     let other_issuer = Issuer::start(&other_dir);
     let mut repo = issuer.claims("alice");
     repo["repository"] = json!("someone/fork");
+    // A token from another job of the same repository (the deploy job's environment).
+    let mut other_job = issuer.claims("alice");
+    other_job["environment"] = json!("production");
     let refusals: Vec<(&str, String, &str)> = vec![
         (
             "wrong audience",
@@ -616,6 +609,11 @@ fn approvals_name_the_release_digest_and_come_from_verified_identities() {
             "another repository",
             issuer.token_with(repo, &issuer.pem),
             "claim \"repository\" is \"someone/fork\"",
+        ),
+        (
+            "another job's token",
+            issuer.token_with(other_job, &issuer.pem),
+            "in production: claim \"environment\" is \"production\"; the worker requires \"production-approval\"",
         ),
         (
             "the requester",
@@ -690,35 +688,61 @@ fn approvals_name_the_release_digest_and_come_from_verified_identities() {
     );
 }
 
+/// The `temporal workflow start` command of the README (its `--input` JSON and workflow id).
+fn readme_command() -> (String, Value) {
+    let readme = std::fs::read_to_string(testkit::cluster::repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("temporal workflow start --type Deploy")
+        .expect("the README shows the temporal CLI command");
+    let text: String = readme[start..]
+        .lines()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let id = text
+        .split("--workflow-id ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a workflow id")
+        .to_owned();
+    let input = text
+        .split("--input '")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("an --input '...' argument");
+    (
+        id,
+        serde_json::from_str(input).expect("the README's input is JSON"),
+    )
+}
+
 #[test]
 fn a_release_started_with_the_temporal_cli_alone_runs_like_one_started_by_cutover_deploy() {
     let (env, _issuer, _private) = start_env("authority-by-hand", false);
     let _load = testkit::Load::start(&env.platform.services, 20);
+    let (workflow_id, input) = readme_command();
+    let environment = input["environment"].as_str().unwrap().to_owned();
+    let revision = input["revision"].as_str().unwrap().to_owned();
+    assert_eq!(workflow_id, format!("deploy-{environment}"));
     let by_cli = env.cli(&[
         "deploy",
-        "staging",
+        &environment,
         "--revision",
-        "v2",
+        &revision,
         "--as",
         "ci",
         "--wait",
     ]);
     assert_eq!(by_cli.code, 0, "{by_cli:?}");
-    closed(&env, "deploy-staging");
-    let first = status_of(&env, "staging").unwrap();
-    // The README's input, written by hand: what a release is, nothing else.
-    let input = json!({
-        "deployment_id": "by-hand-1",
-        "environment": "staging",
-        "revision": "v2",
-        "requested_by": "ci"
-    });
-    let out = start_by_hand(&env, "staging", &input);
+    closed(&env, &workflow_id);
+    let first = status_of(&env, &environment).unwrap();
+    // The README's command, as written there: what a release is, nothing else.
+    let out = start_by_hand(&env, &environment, &input);
     assert!(out.status.success(), "{out:?}");
-    closed(&env, "deploy-staging");
-    let second = status_of(&env, "staging").unwrap();
-    assert_eq!(second["deployment_id"], "by-hand-1", "{second}");
-    common::record_fixture(&env, "deploy-staging", "deploy_authority_by_hand");
+    closed(&env, &workflow_id);
+    let second = status_of(&env, &environment).unwrap();
+    assert_eq!(second["deployment_id"], input["deployment_id"], "{second}");
+    common::record_fixture(&env, &workflow_id, "deploy_authority_by_hand");
     let phases = |s: &Value| -> Vec<String> {
         s["events"]
             .as_array()
@@ -727,8 +751,8 @@ fn a_release_started_with_the_temporal_cli_alone_runs_like_one_started_by_cutove
             .filter_map(|e| e.as_str()?.split_once(" phase ").map(|(_, p)| p.to_owned()))
             .collect()
     };
+    assert_eq!(first["outcome"], "succeeded", "{first}");
     assert_eq!(second["outcome"], first["outcome"], "{first}\n{second}");
-    assert_eq!(first["outcome"], "succeeded");
     assert_eq!(phases(&second), phases(&first), "{first}\n{second}");
     assert_eq!(
         second["release"]["digest"], first["release"]["digest"],
@@ -736,7 +760,7 @@ fn a_release_started_with_the_temporal_cli_alone_runs_like_one_started_by_cutove
     );
     assert_eq!(second["release"]["images"], first["release"]["images"]);
     for svc in second["services"].as_array().unwrap() {
-        assert_eq!(svc["version"], "v2", "{second}");
+        assert_eq!(svc["version"], json!(revision), "{second}");
         assert_eq!(svc["state"], first["services"][0]["state"], "{second}");
     }
     assert!(common::all_on(
@@ -744,7 +768,7 @@ fn a_release_started_with_the_temporal_cli_alone_runs_like_one_started_by_cutove
         second["active_color"].as_str().unwrap()
     ));
     println!(
-        "cutover deploy: {} {:?}; temporal workflow start: {} {:?}; release {}",
+        "cutover deploy: {} {:?}; the README's temporal workflow start: {} {:?}; release {}",
         first["outcome"],
         phases(&first),
         second["outcome"],
@@ -763,11 +787,13 @@ fn the_worker_and_the_cli_reach_temporal_over_mutual_tls_with_a_private_ca() {
         proxy.client_key.display().to_string(),
     );
     let config = env.config.display().to_string();
+    const API_KEY: &str = "tls-test-api-key-s3cr3t";
     let tls: Vec<(&str, &str)> = vec![
         ("TEMPORAL_TLS", "true"),
         ("TEMPORAL_TLS_CA", &ca),
         ("TEMPORAL_TLS_CERT", &cert),
         ("TEMPORAL_TLS_KEY", &key),
+        ("TEMPORAL_API_KEY", API_KEY),
         ("CUTOVER_CONFIG", &config),
     ];
     // The plaintext worker goes; one that reaches Temporal only through the TLS front comes.
@@ -793,7 +819,7 @@ fn the_worker_and_the_cli_reach_temporal_over_mutual_tls_with_a_private_ca() {
         }
         cmd.output().expect("cutover runs")
     };
-    let tls_cli: Vec<(&str, &str)> = tls[..4].to_vec();
+    let tls_cli: Vec<(&str, &str)> = tls[..5].to_vec();
     let _load = testkit::Load::start(&env.platform.services, 20);
     let t0 = Instant::now();
     let run = cli(
@@ -858,4 +884,18 @@ fn the_worker_and_the_cli_reach_temporal_over_mutual_tls_with_a_private_ca() {
     }
     let ok = cli(&tls_cli, &["status", "staging"]);
     assert!(ok.status.success(), "{ok:?}");
+    // Neither the API key nor the client key is in the history, the worker's log or the status.
+    let mut all = history_text(&env, "deploy-staging");
+    all.push_str(&std::fs::read_to_string(&worker.log).unwrap_or_default());
+    all.push_str(&String::from_utf8_lossy(&ok.stdout));
+    let client_key = std::fs::read_to_string(&proxy.client_key).unwrap();
+    let key_body: String = client_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(!all.contains(API_KEY), "the API key leaked");
+    assert!(
+        !all.contains(&key_body) && !all.contains(&key_body[..32]),
+        "the client key leaked"
+    );
 }

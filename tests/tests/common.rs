@@ -127,3 +127,30 @@ fn record_run_at(address: &str, workflow_id: &str, run_id: Option<&str>, name: &
     });
     std::fs::write(path, json).unwrap();
 }
+
+/// The history JSON with every base64 payload (`"data": "..."`) decoded and appended.
+pub fn decoded_payloads(history: &str) -> String {
+    use base64::Engine;
+    let mut out = history.to_owned();
+    let v: Value = serde_json::from_str(history).unwrap_or_default();
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "data"
+                        && let Some(s) = x.as_str()
+                        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(s)
+                    {
+                        out.push_str(&String::from_utf8_lossy(&bytes));
+                        out.push('\n');
+                    }
+                    walk(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(&v, &mut out);
+    out
+}

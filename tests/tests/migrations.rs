@@ -210,7 +210,7 @@ fn expand_then_contract_with_a_verified_backup_and_a_readable_version() {
         ])
         .output()
         .unwrap();
-    let history = decoded_payloads(&String::from_utf8_lossy(&history.stdout));
+    let history = common::decoded_payloads(&String::from_utf8_lossy(&history.stdout));
     assert!(
         history.contains("JTS_DATABASE_URL"),
         "the history shows payloads"
@@ -668,33 +668,6 @@ fn deploy_runs_expand_before_the_new_colour_and_contract_after_retirement() {
     // Since patch `worker-authority`: both runs authorised by the worker first.
     common::record_fixture(&env, "deploy-staging", "deploy_authority_migrations");
     common::record_fixture(&env, "migrate-staging", "migrate_authority");
-}
-
-/// The history JSON with every base64 payload (`"data": "..."`) decoded and appended.
-fn decoded_payloads(history: &str) -> String {
-    use base64::Engine;
-    let mut out = history.to_owned();
-    let v: Value = serde_json::from_str(history).unwrap_or_default();
-    fn walk(v: &Value, out: &mut String) {
-        match v {
-            Value::Object(m) => {
-                for (k, x) in m {
-                    if k == "data"
-                        && let Some(s) = x.as_str()
-                        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(s)
-                    {
-                        out.push_str(&String::from_utf8_lossy(&bytes));
-                        out.push('\n');
-                    }
-                    walk(x, out);
-                }
-            }
-            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            _ => {}
-        }
-    }
-    walk(&v, &mut out);
-    out
 }
 
 #[test]

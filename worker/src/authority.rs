@@ -113,6 +113,7 @@ impl AuthorityActivities {
         sealed: &str,
         asserted: &str,
         purpose: &str,
+        required: &std::collections::BTreeMap<String, String>,
     ) -> Result<(String, String), No> {
         let env = self.environment(env_name)?;
         if sealed.is_empty() {
@@ -143,6 +144,9 @@ impl AuthorityActivities {
             .await
         {
             Ok(v) => {
+                if let Some(why) = v.lacks(required) {
+                    return Err(No::Refused(format!("in {env_name}: {why}")));
+                }
                 if !asserted.is_empty() && asserted != v.identity {
                     return Err(No::Refused(format!(
                         "the name given ({asserted:?}) is not the token's identity ({:?})",
@@ -169,10 +173,10 @@ impl AuthorityActivities {
             .clone()
             .unwrap_or(req.workflow_id.clone());
         if let Some(m) = req.migrate {
-            return self.authorize_migrate(m, &workflow_id);
+            return self.authorize_migrate(ctx, m, &workflow_id).await;
         }
         if let Some(r) = req.rollback {
-            return self.authorize_rollback(r, &workflow_id);
+            return self.authorize_rollback(ctx, r, &workflow_id).await;
         }
         let (release, shift) = match (req.deploy, req.shift) {
             (Some(d), None) => (d, None),
@@ -194,15 +198,18 @@ impl AuthorityActivities {
         if release.deployment_id.trim().is_empty() {
             return Err(No::Refused("deployment_id is empty".into()));
         }
+        let mut resolved = self.cfg.resolve_release(&release)?;
+        // The requester's token names this deployment and exactly this content.
+        let digest = record(&resolved, String::new(), String::new()).digest;
         let (requester, verified) = self
             .identity(
                 &env_name,
                 &release.sealed_token,
                 &release.requested_by,
-                &identity::start_purpose(&env_name, &release.deployment_id),
+                &identity::start_purpose(&env_name, &release.deployment_id, &digest),
+                &self.environment(&env_name)?.start_claims,
             )
             .await?;
-        let mut resolved = self.cfg.resolve_release(&release)?;
         resolved.requested_by.clone_from(&requester);
         if let Some(m) = &mut resolved.migrate {
             m.requested_by.clone_from(&requester);
@@ -249,39 +256,100 @@ impl AuthorityActivities {
         Ok(())
     }
 
+    /// Whether this run is a child of the environment's release (which the worker authorised,
+    /// identity and approval included): the server's record of its parent, not the request.
+    async fn child_of_release(ctx: &ActivityContext, env: &str) -> Result<bool, No> {
+        use temporalio_client::grpc::WorkflowService;
+        use temporalio_client::tonic::Request;
+        use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+        use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeWorkflowExecutionRequest;
+        let info = ctx.info();
+        let mut client = ctx.client();
+        let described = client
+            .describe_workflow_execution(Request::new(DescribeWorkflowExecutionRequest {
+                namespace: info.namespace.clone(),
+                execution: Some(WorkflowExecution {
+                    workflow_id: info.workflow_id.clone().unwrap_or_default(),
+                    run_id: info.workflow_run_id.clone().unwrap_or_default(),
+                }),
+            }))
+            .await
+            .map_err(|e| {
+                No::Unavailable(format!("the run could not be described: {}", e.message()))
+            })?
+            .into_inner();
+        let parent = described
+            .workflow_execution_info
+            .and_then(|i| i.parent_execution)
+            .map(|p| p.workflow_id);
+        Ok(parent.as_deref() == Some(names::deploy_workflow_id(env).as_str()))
+    }
+
     /// A migration run (`cutover migrate run`, or a release's phase): the database, bucket and
-    /// timeouts from the worker's configuration; the files' markers as their SQL says.
-    fn authorize_migrate(
+    /// timeouts from the worker's configuration; the files' markers as their SQL says. Run on
+    /// its own (not by a release), it needs the requester's identity, and where the environment
+    /// requires approval only the expand phase may run outside a release (contract and
+    /// rollback SQL pass through a release's approval gate).
+    async fn authorize_migrate(
         &self,
+        ctx: &ActivityContext,
         m: proto::MigrateRequest,
         workflow_id: &str,
     ) -> Result<AuthorizedRelease, No> {
-        let env = m.environment.clone();
-        self.environment(&env)?;
-        Self::one_at_a_time(workflow_id, names::migrate_workflow_id(&env), &env)?;
+        let env_name = m.environment.clone();
+        let env = self.environment(&env_name)?;
+        Self::one_at_a_time(
+            workflow_id,
+            names::migrate_workflow_id(&env_name),
+            &env_name,
+        )?;
+        let mut requester = m.requested_by.clone();
+        if !Self::child_of_release(ctx, &env_name).await? {
+            if env.approval.required && m.phase != "expand" {
+                return Err(No::Refused(format!(
+                    "a {} migration run on its own is refused in {env_name}, which requires approval: contract and rollback SQL run as part of a release, after its approval gate",
+                    m.phase
+                )));
+            }
+            let purpose = identity::migrate_purpose(&env_name, &m.deployment_id, &m.phase);
+            requester = self
+                .identity(
+                    &env_name,
+                    &m.sealed_token,
+                    &m.requested_by,
+                    &purpose,
+                    &env.start_claims,
+                )
+                .await?
+                .0;
+        }
         let mut theirs = self
             .cfg
             .migrate_request_of(
-                &env,
+                &env_name,
                 &m.phase,
                 &m.deployment_id,
-                &m.requested_by,
+                &requester,
                 Vec::new(),
             )
             .map_err(No::Refused)?;
         theirs.migrations = crate::config::reparse(&m.migrations);
         theirs.target_version = m.target_version;
         let full = !m.database_url_env.is_empty();
-        let settled = policy::settle(&m, &theirs, full, &env)?;
+        let mut settled = policy::settle(&m, &theirs, full, &env_name)?;
+        settled.requested_by = requester;
+        settled.sealed_token.clear();
         Ok(AuthorizedRelease {
             migrate: Some(settled),
             ..Default::default()
         })
     }
 
-    /// A rollback: the platform and the services from the worker's configuration.
-    fn authorize_rollback(
+    /// A rollback: the platform and the services from the worker's configuration; on its own
+    /// (`cutover rollback`, not a release's), the requester's identity.
+    async fn authorize_rollback(
         &self,
+        ctx: &ActivityContext,
         r: proto::RollbackRequest,
         workflow_id: &str,
     ) -> Result<AuthorizedRelease, No> {
@@ -292,21 +360,34 @@ impl AuthorityActivities {
             names::rollback_workflow_id(&env_name),
             &env_name,
         )?;
+        let mut requester = r.requested_by.clone();
+        if !Self::child_of_release(ctx, &env_name).await? {
+            let purpose = identity::rollback_purpose(&env_name, &r.deployment_id);
+            requester = self
+                .identity(
+                    &env_name,
+                    &r.sealed_token,
+                    &r.requested_by,
+                    &purpose,
+                    &env.rollback_claims,
+                )
+                .await?
+                .0;
+        }
         let services = self
             .cfg
             .plan_services(&env_name, "rollback", &Default::default())
             .map_err(No::Refused)?;
+        let floor = env.timings.ready_timeout_secs;
         let theirs = proto::RollbackRequest {
             platform: Some(self.cfg.platform_target(env)),
             services,
-            ready_timeout_secs: if r.ready_timeout_secs == 0 {
-                env.timings.ready_timeout_secs
-            } else {
-                r.ready_timeout_secs
-            },
+            ready_timeout_secs: r.ready_timeout_secs.clamp(floor, floor.saturating_mul(10)),
             ..r.clone()
         };
-        let settled = policy::settle(&r, &theirs, r.platform.is_some(), &env_name)?;
+        let mut settled = policy::settle(&r, &theirs, r.platform.is_some(), &env_name)?;
+        settled.requested_by = requester;
+        settled.sealed_token.clear();
         Ok(AuthorizedRelease {
             rollback: Some(settled),
             ..Default::default()
@@ -323,7 +404,13 @@ impl AuthorityActivities {
             })
         };
         let (who, how) = match self
-            .identity(&req.environment, &req.sealed_token, &req.asserted, &purpose)
+            .identity(
+                &req.environment,
+                &req.sealed_token,
+                &req.asserted,
+                &purpose,
+                &env.approve_claims,
+            )
             .await
         {
             Ok(id) => id,
@@ -487,15 +574,17 @@ pub mod policy {
     ];
 
     /// Fields a request may set stricter than the worker (true: higher is stricter).
-    const STRICTER: [(&str, bool); 7] = [
+    /// Higher values are capped at [`STRICTER_CAP`] times the worker's (a request must not hold
+    /// the environment's one-at-a-time lock for days, nor demand traffic it never gets).
+    const STRICTER: [(&str, bool); 6] = [
         ("thresholds.max_error_ratio", false),
         ("thresholds.max_p95_ms", false),
         ("thresholds.min_requests", true),
         ("timings.validation_window_secs", true),
         ("timings.keep_warm_secs", true),
-        ("perf.requests", true),
         ("step_hold_secs", true),
     ];
+    pub const STRICTER_CAP: f64 = 10.0;
 
     /// The worker's `theirs` with the request's stricter values, or every disagreement.
     /// `full`: the request declares all of its policy (it names its platform), so a field it
@@ -581,6 +670,14 @@ pub mod policy {
                     } else {
                         rn < wn && rn > 0.0
                     };
+                    if stricter && *higher && rn > wn.max(1.0) * STRICTER_CAP {
+                        out.push(format!(
+                            "{path}: the request's {} is more than {STRICTER_CAP} times the worker's {}",
+                            show(r),
+                            show(w)
+                        ));
+                        return;
+                    }
                     if stricter {
                         *w = r.clone();
                         return;
@@ -706,6 +803,31 @@ mod tests {
         r.approval = None;
         let e = policy::settle(&r, &theirs, true, "production").unwrap_err();
         assert!(e.contains("approval: the request says none"), "{e}");
+    }
+
+    #[test]
+    fn stricter_values_are_capped_and_the_rest_must_match() {
+        let theirs = worker_request();
+        let mut r = theirs.clone();
+        r.timings.as_mut().unwrap().validation_window_secs = 10 * 3600 * 24;
+        let e = policy::settle(&r, &theirs, true, "production").unwrap_err();
+        assert!(
+            e.contains(
+                "timings.validation_window_secs: the request's 864000 is more than 10 times"
+            ),
+            "{e}"
+        );
+        let mut r = theirs.clone();
+        r.perf.as_mut().unwrap().requests = 1_000_000;
+        let e = policy::settle(&r, &theirs, true, "production").unwrap_err();
+        assert!(e.contains("perf.requests: the request says 1000000"), "{e}");
+        let mut r = theirs.clone();
+        r.thresholds.as_mut().unwrap().max_p95_ms = 0;
+        let e = policy::settle(&r, &theirs, true, "production").unwrap_err();
+        assert!(
+            e.contains("thresholds.max_p95_ms: the request's 0 is looser"),
+            "{e}"
+        );
     }
 
     #[test]

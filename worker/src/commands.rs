@@ -97,7 +97,10 @@ pub async fn deploy(settings: &Settings, cfg: &Config, a: DeployArgs) -> CmdResu
     let mut req = build_deploy_request(cfg, &a)?;
     // The requester: an OIDC ID token sealed to the worker (the worker verifies it), else the
     // asserted name (accepted only where the worker's configuration allows it).
-    let purpose = crate::identity::start_purpose(&req.environment, &req.deployment_id);
+    // The token names this deployment and exactly this release (the worker computes the same
+    // digest from what it authorises).
+    let digest = crate::authority::record(&req, String::new(), String::new()).digest;
+    let purpose = crate::identity::start_purpose(&req.environment, &req.deployment_id, &digest);
     match crate::identity::sealed_for(Some(cfg), &purpose).await? {
         Some(sealed) => {
             req.sealed_token = sealed;
@@ -579,16 +582,23 @@ pub async fn rollback(settings: &Settings, cfg: &Config, a: RollbackArgs) -> Cmd
         }
         println!("{id} closed before taking the rollback: starting the Rollback workflow");
     }
-    let req = RollbackRequest {
+    let mut req = RollbackRequest {
         environment: a.environment.clone(),
         platform: Some(cfg.platform_target(env)),
         services,
         to_color: a.to.clone().unwrap_or_default(),
         reason: a.reason.clone(),
-        deployment_id: String::new(),
+        deployment_id: new_deployment_id(),
         requested_by: a.by.clone(),
         ready_timeout_secs: env.timings.ready_timeout_secs,
+        sealed_token: String::new(),
     };
+    // The requester: a sealed ID token (the worker verifies it), else the asserted name.
+    let purpose = crate::identity::rollback_purpose(&a.environment, &req.deployment_id);
+    if let Some(sealed) = crate::identity::sealed_for(Some(cfg), &purpose).await? {
+        req.sealed_token = sealed;
+        req.requested_by.clear();
+    }
     let workflow_id = names::rollback_workflow_id(&a.environment);
     let opts = WorkflowStartOptions::new(a.task_queue.clone(), workflow_id.clone())
         .task_timeout(workflows::options::WORKFLOW_TASK_TIMEOUT)

@@ -52,9 +52,20 @@ pub fn secret_key(b64: &str) -> Result<SecretKey, String> {
     key_bytes(b64).map(SecretKey::from)
 }
 
-/// What a sealed token may be used for: starting this deployment.
-pub fn start_purpose(environment: &str, deployment_id: &str) -> String {
-    format!("start:{environment}:{deployment_id}")
+/// What a sealed token may be used for: starting this deployment of exactly this release
+/// (its release digest: revision, templates, migrations, images).
+pub fn start_purpose(environment: &str, deployment_id: &str, digest: &str) -> String {
+    format!("start:{environment}:{deployment_id}:{digest}")
+}
+
+/// A migration run on its own (`cutover migrate run` / `rollback`).
+pub fn migrate_purpose(environment: &str, deployment_id: &str, phase: &str) -> String {
+    format!("migrate:{environment}:{deployment_id}:{phase}")
+}
+
+/// A rollback on its own (`cutover rollback`).
+pub fn rollback_purpose(environment: &str, deployment_id: &str) -> String {
+    format!("rollback:{environment}:{deployment_id}")
 }
 
 /// What a sealed token may be used for: this decision on this release.
@@ -166,11 +177,26 @@ pub async fn sealed_for(
     seal(&key, &token, purpose).map(Some)
 }
 
-/// A verified identity.
+/// A verified identity, and the token's claims (for the environment's required claims).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verified {
     pub identity: String,
     pub issuer: String,
+    pub claims: serde_json::Value,
+}
+
+impl Verified {
+    /// The first of `required` the token does not carry with exactly that value.
+    pub fn lacks(&self, required: &BTreeMap<String, String>) -> Option<String> {
+        required.iter().find_map(|(k, want)| {
+            let got = self
+                .claims
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            (got != want).then(|| format!("claim {k:?} is {got:?}; the worker requires {want:?}"))
+        })
+    }
 }
 
 /// Verifies ID tokens against the trusted issuers; keeps each issuer's JWKS for
@@ -255,6 +281,15 @@ impl Verifier {
             }
             Err(e) => return Err(Err(e)),
         };
+        // (The JWK's own `alg`, when it names one, must be the token's.)
+        if let Some(alg) = jwk.common.key_algorithm
+            && format!("{alg:?}") != format!("{:?}", header.alg)
+        {
+            return refuse(format!(
+                "the ID token is signed with {:?} but {iss}'s key {kid:?} is for {alg:?}",
+                header.alg
+            ));
+        }
         let Ok(key) = DecodingKey::from_jwk(&jwk) else {
             return refuse(format!("{iss}'s key {kid:?} is not usable"));
         };
@@ -263,6 +298,7 @@ impl Verifier {
         v.set_audience(&[&cfg.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         v.leeway = 30;
+        v.validate_nbf = true;
         let claims = match jsonwebtoken::decode::<serde_json::Value>(token, &key, &v) {
             Ok(d) => d.claims,
             Err(e) => {
@@ -284,23 +320,23 @@ impl Verifier {
                 });
             }
         };
-        for (k, want) in &cfg.required_claims {
-            let got = claims.get(k).and_then(|v| v.as_str()).unwrap_or_default();
-            if got != want {
+        let identity = match claims.get(&cfg.claim).and_then(|v| v.as_str()) {
+            Some(id) if !id.trim().is_empty() => id.to_owned(),
+            _ => {
                 return refuse(format!(
-                    "claim {k:?} is {got:?}; the worker requires {want:?}"
+                    "the ID token has no {:?} claim to name the person",
+                    cfg.claim
                 ));
             }
-        }
-        match claims.get(&cfg.claim).and_then(|v| v.as_str()) {
-            Some(id) if !id.trim().is_empty() => Ok(Verified {
-                identity: id.to_owned(),
-                issuer: cfg.issuer.clone(),
-            }),
-            _ => refuse(format!(
-                "the ID token has no {:?} claim to name the person",
-                cfg.claim
-            )),
+        };
+        let v = Verified {
+            identity,
+            issuer: cfg.issuer.clone(),
+            claims,
+        };
+        match v.lacks(&cfg.required_claims) {
+            None => Ok(v),
+            Some(why) => refuse(why),
         }
     }
 
@@ -379,6 +415,7 @@ mod tests {
     fn a_sealed_token_opens_only_with_the_key_and_for_its_purpose() {
         let (private, public) = keygen();
         let sealed = seal(&public, "tok.en.x", "start:production:d1").unwrap();
+        assert!(start_purpose("p", "d", "sha256:x").ends_with(":sha256:x"));
         assert!(!sealed.contains("tok.en.x"));
         let key = secret_key(&private).unwrap();
         assert_eq!(

@@ -146,13 +146,22 @@ pub async fn run(settings: &Settings, cfg: &Config, a: RunArgs) -> CmdResult {
             a.phase
         )));
     }
-    if a.by.trim().is_empty() {
-        return Err(CmdError::usage(
-            "requester identity is empty: pass --as NAME or set CUTOVER_USER",
-        ));
-    }
     let id = a.deployment_id.clone().unwrap_or_else(new_deployment_id);
     let mut req = request(cfg, &a.environment, &a.phase, &id, &a.by)?;
+    // The requester: a sealed ID token (the worker verifies it), else the asserted name.
+    let purpose = crate::identity::migrate_purpose(&a.environment, &id, &a.phase);
+    match crate::identity::sealed_for(Some(cfg), &purpose).await? {
+        Some(sealed) => {
+            req.sealed_token = sealed;
+            req.requested_by.clear();
+        }
+        None if a.by.trim().is_empty() => {
+            return Err(CmdError::usage(
+                "requester identity is empty: pass --as NAME or set CUTOVER_USER (or present an OIDC ID token in CUTOVER_ID_TOKEN)",
+            ));
+        }
+        None => {}
+    }
     if let Some(v) = a.target_version {
         if v < 0 {
             return Err(CmdError::usage(

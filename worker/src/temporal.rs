@@ -121,11 +121,12 @@ impl Settings {
     pub async fn connect(&self, identity: &str) -> Result<Client, String> {
         let tls = self.use_tls()?;
         let scheme = if tls { "https" } else { "http" };
-        let target = if self.address.contains("://") {
-            self.address.clone()
-        } else {
-            format!("{scheme}://{}", self.address)
-        };
+        // The scheme follows the TLS decision (an `http://` address is not a way around it).
+        let bare = self
+            .address
+            .split_once("://")
+            .map_or(self.address.as_str(), |(_, rest)| rest);
+        let target = format!("{scheme}://{bare}");
         let url = url::Url::parse(&target)
             .map_err(|e| format!("TEMPORAL_ADDRESS {:?} is not host:port: {e}", self.address))?;
         let opts = ConnectionOptions::new(url)

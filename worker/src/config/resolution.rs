@@ -122,13 +122,7 @@ impl Config {
         deployment_id: &str,
         requested_by: &str,
     ) -> Result<proto::MigrateRequest, String> {
-        let env = self.environment(env_name)?;
-        let d = env.database.as_ref().ok_or_else(|| {
-            format!(
-                "{}: environments.{env_name}.database is not configured",
-                self.file
-            )
-        })?;
+        let d = self.database(env_name)?;
         let base = Path::new(&self.file).parent().unwrap_or(Path::new("."));
         let dir = base.join(&d.migrations);
         let files = migrate::load_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -148,6 +142,18 @@ impl Config {
         self.migrate_request_of(env_name, phase, deployment_id, requested_by, files)
     }
 
+    fn database(&self, env_name: &str) -> Result<&super::DatabaseCfg, String> {
+        self.environment(env_name)?
+            .database
+            .as_ref()
+            .ok_or_else(|| {
+                format!(
+                    "{}: environments.{env_name}.database is not configured",
+                    self.file
+                )
+            })
+    }
+
     /// The Migrate workflow's input for an environment with the release's migration files
     /// (the worker's: from the request, never from its own disk).
     pub fn migrate_request_of(
@@ -158,13 +164,7 @@ impl Config {
         requested_by: &str,
         migrations: Vec<proto::MigrationFile>,
     ) -> Result<proto::MigrateRequest, String> {
-        let env = self.environment(env_name)?;
-        let d = env.database.as_ref().ok_or_else(|| {
-            format!(
-                "{}: environments.{env_name}.database is not configured",
-                self.file
-            )
-        })?;
+        let d = self.database(env_name)?;
         Ok(proto::MigrateRequest {
             environment: env_name.to_owned(),
             deployment_id: deployment_id.to_owned(),
@@ -182,6 +182,7 @@ impl Config {
             lock_timeout_ms: d.lock_timeout_ms,
             statement_timeout_ms: d.statement_timeout_ms,
             target_version: 0,
+            sealed_token: String::new(),
         })
     }
 

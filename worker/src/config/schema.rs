@@ -158,6 +158,18 @@ pub struct Environment {
     /// in production.
     #[serde(default)]
     pub asserted_identities: bool,
+    /// Claims a requester's ID token must carry, exactly, in this environment (e.g. the
+    /// GitHub environment and workflow of the deploy job).
+    #[serde(default)]
+    pub start_claims: BTreeMap<String, String>,
+    /// Claims an approver's (or rejecter's) ID token must carry, exactly (e.g. environment =
+    /// "production-approval" and the approval workflow's job_workflow_ref).
+    #[serde(default)]
+    pub approve_claims: BTreeMap<String, String>,
+    /// Claims the token of someone rolling back on their own must carry (e.g. the rollback
+    /// job's GitHub environment).
+    #[serde(default)]
+    pub rollback_claims: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

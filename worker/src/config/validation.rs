@@ -39,6 +39,12 @@ impl Config {
                 ));
             }
         }
+        if id.issuers.len() > 1 {
+            return Err(self.invalid(
+                "identity.issuers",
+                "one trusted issuer: identities (approvers, requester) are compared by name, and two issuers could both name someone \"alice\"",
+            ));
+        }
         if !id.issuers.is_empty() && id.worker_key.is_empty() {
             return Err(self.invalid(
                 "identity.worker_key",
@@ -127,6 +133,12 @@ impl Config {
                 return Err(self.invalid(
                     format!("environments.{env}"),
                     "environment names are DNS labels: lowercase letters, digits and '-'",
+                ));
+            }
+            if e.production && e.approval.distinct_from_requester == Some(false) {
+                return Err(self.invalid(
+                    key("approval.distinct_from_requester"),
+                    "in a production environment the approver is never the requester",
                 ));
             }
             if e.asserted_identities && e.production {
@@ -487,6 +499,54 @@ fn is_dns_label(s: &str) -> bool {
 mod tests {
     use super::super::tests::GOOD;
     use super::*;
+
+    #[test]
+    fn production_takes_only_verified_distinct_identities_from_one_issuer() {
+        let prod = GOOD.replace(
+            "approval = { required = true, approvers = [\"alice\"] }",
+            "approval = { required = true, approvers = [\"alice\"] }\nproduction = true",
+        );
+        assert!(Config::parse(&prod, "c.toml").is_ok());
+        let e = Config::parse(&format!("{prod}asserted_identities = true\n"), "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("environments.staging.asserted_identities: a production environment accepts only verified identities"), "{e}");
+        let e = Config::parse(
+            &prod.replace(
+                "approvers = [\"alice\"] }",
+                "approvers = [\"alice\"], distinct_from_requester = false }",
+            ),
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("the approver is never the requester"), "{e}");
+        let (_, public) = crate::identity::keygen();
+        let issuer = |n: &str| {
+            format!(
+                "[identity.issuers.{n}]\nissuer = \"https://{n}.example\"\naudience = \"cutover\"\nclaim = \"actor\"\n"
+            )
+        };
+        let two = format!(
+            "{GOOD}\n[identity]\nworker_key = \"{public}\"\n{}{}",
+            issuer("a"),
+            issuer("b")
+        );
+        let e = Config::parse(&two, "c.toml").unwrap_err().to_string();
+        assert!(e.contains("identity.issuers: one trusted issuer"), "{e}");
+        let one = format!(
+            "{GOOD}\n[identity]\nworker_key = \"{public}\"\n{}",
+            issuer("a")
+        );
+        assert!(Config::parse(&one, "c.toml").is_ok());
+        let e = Config::parse(&one.replace(&public, "not-a-key"), "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("identity.worker_key: not a base64 X25519 public key"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn errors_name_file_key_and_reason() {

@@ -93,6 +93,8 @@ impl DeployWorkflow {
             s.adopt(&req);
             s.status.requested_by = record.requester.clone();
             s.control.digest = record.digest.clone();
+            s.control.content_digest = record.content_digest.clone();
+            s.control.images_digest = record.images_digest.clone();
             s.status.release = Some(record);
         });
         Ok(())

@@ -126,12 +126,11 @@ pub async fn gate<W: Release>(
             .state(|s| s.control().decision.clone())
             .expect("the condition above");
         match super::authority::verify(ctx, approved, &d, &digest).await {
-            Ok(identity) => {
+            Ok((name, how)) => {
                 let at = crate::time::rfc3339(super::journal::now(ctx));
                 let mut r = record(approved, &d, at);
-                let (name, how) = identity.split_once(" (").unwrap_or((&identity, ""));
-                r.approver = name.to_owned();
-                r.verified = how.trim_end_matches(')').to_owned();
+                r.approver.clone_from(&name);
+                r.verified = how;
                 r.digest = digest;
                 ctx.state_mut(|s| {
                     s.approvals_mut().push(r);
@@ -179,7 +178,14 @@ pub async fn gate<W: Release>(
 pub async fn ask<W: Release>(ctx: &WorkflowContext<W>, what: &str) {
     super::journal::enter(ctx, Phase::AwaitingApproval);
     let id = ctx.state(|s| s.ident());
-    let digest = ctx.state(|s| s.control().digest.clone());
+    let (digest, content, images) = ctx.state(|s| {
+        let c = s.control();
+        (
+            c.digest.clone(),
+            c.content_digest.clone(),
+            c.images_digest.clone(),
+        )
+    });
     let text = if digest.is_empty() {
         format!(
             "{} awaits approval: {what} (approve with: cutover approve {} --deployment {} --revision {})",
@@ -187,7 +193,7 @@ pub async fn ask<W: Release>(ctx: &WorkflowContext<W>, what: &str) {
         )
     } else {
         format!(
-            "{} awaits approval: {what}; release {digest} (approve with: cutover approve {} --deployment {} --revision {} --digest {digest})",
+            "{} awaits approval: {what}; release {digest} (content {content}, images {images}) (approve with: cutover approve {} --deployment {} --revision {} --digest {digest})",
             id.deployment_id, id.environment, id.deployment_id, id.revision
         )
     };

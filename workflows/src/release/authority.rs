@@ -52,7 +52,7 @@ pub async fn verify<W: Release>(
     approved: bool,
     d: &ApprovalDecision,
     digest: &str,
-) -> Result<String, String> {
+) -> Result<(String, String), String> {
     let id = ctx.state(|s| s.ident());
     let action = if approved { "approve" } else { "reject" };
     let req = IdentityRequest {
@@ -69,7 +69,7 @@ pub async fn verify<W: Release>(
         .await
         .map_err(|e| why(&e));
     let refused = match verdict {
-        Ok(v) if v.refused.is_empty() => return Ok(v.identity + " (" + &v.verified + ")"),
+        Ok(v) if v.refused.is_empty() => return Ok((v.identity, v.verified)),
         Ok(v) => v.refused,
         Err(e) => format!("the identity could not be verified: {e}"),
     };

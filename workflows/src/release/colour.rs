@@ -123,6 +123,7 @@ pub async fn roll_back<W: Release>(
         deployment_id: id.deployment_id.clone(),
         requested_by: "cutover (automatic)".to_owned(),
         ready_timeout_secs: template.timeout_secs,
+        sealed_token: String::new(),
     };
     let opts = ChildWorkflowOptions::builder()
         .workflow_id(names::rollback_workflow_id(&id.environment))

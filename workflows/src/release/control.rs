@@ -40,6 +40,9 @@ pub struct Control {
     pub authority: bool,
     /// The release digest decisions must name (worker-authority runs).
     pub digest: String,
+    /// Its content and images digests, for the awaiting-approval notification.
+    pub content_digest: String,
+    pub images_digest: String,
 }
 
 impl Control {
