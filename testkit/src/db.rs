@@ -326,6 +326,7 @@ impl MigrationWorld {
 smoke = ["/api/market/status"]
 
 [environments.staging]
+asserted_identities = true
 platform = {{ kind = "local", admin_url = "http://127.0.0.1:1" }}
 database = {{ url_env = "JTS_DATABASE_URL", migrations = "{m}", bucket = "jts-backups", prefix = "cutover/", path_style = true, part_size_mb = 5, on_failure = "{on_failure}", lock_timeout_ms = 2000, statement_timeout_ms = 20000 }}
 "#,
