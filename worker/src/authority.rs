@@ -189,12 +189,12 @@ impl AuthorityActivities {
         };
         let env_name = release.environment.clone();
         self.environment(&env_name)?;
-        let expected = names::deploy_workflow_id(&env_name);
-        if workflow_id != expected {
-            return Err(No::Refused(format!(
-                "workflow id {workflow_id:?}: a release of {env_name} runs as {expected:?} (one at a time per environment)"
-            )));
-        }
+        Self::one_at_a_time(
+            &workflow_id,
+            names::deploy_workflow_id(&env_name),
+            "a release",
+            &env_name,
+        )?;
         if release.deployment_id.trim().is_empty() {
             return Err(No::Refused("deployment_id is empty".into()));
         }
@@ -247,10 +247,12 @@ impl AuthorityActivities {
         })
     }
 
-    fn one_at_a_time(workflow_id: &str, expected: String, env: &str) -> Result<(), No> {
+    /// The run's workflow id is the environment's one for `what` (the server then keeps it
+    /// one at a time).
+    fn one_at_a_time(workflow_id: &str, expected: String, what: &str, env: &str) -> Result<(), No> {
         if workflow_id != expected {
             return Err(No::Refused(format!(
-                "workflow id {workflow_id:?}: this run of {env} runs as {expected:?} (one at a time per environment)"
+                "workflow id {workflow_id:?}: {what} of {env} runs as {expected:?} (one at a time per environment)"
             )));
         }
         Ok(())
@@ -301,6 +303,7 @@ impl AuthorityActivities {
         Self::one_at_a_time(
             workflow_id,
             names::migrate_workflow_id(&env_name),
+            "a migration run",
             &env_name,
         )?;
         let mut requester = m.requested_by.clone();
@@ -358,6 +361,7 @@ impl AuthorityActivities {
         Self::one_at_a_time(
             workflow_id,
             names::rollback_workflow_id(&env_name),
+            "a rollback",
             &env_name,
         )?;
         let mut requester = r.requested_by.clone();

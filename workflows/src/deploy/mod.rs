@@ -92,9 +92,7 @@ impl DeployWorkflow {
         ctx.state_mut(|s| {
             s.adopt(&req);
             s.status.requested_by = record.requester.clone();
-            s.control.digest = record.digest.clone();
-            s.control.content_digest = record.content_digest.clone();
-            s.control.images_digest = record.images_digest.clone();
+            s.control.release = Some(record.clone());
             s.status.release = Some(record);
         });
         Ok(())

@@ -116,8 +116,7 @@ pub async fn gate<W: Release>(
                 true
             }
         };
-        let (authority, digest) =
-            ctx.state(|s| (s.control().authority, s.control().digest.clone()));
+        let (authority, digest) = ctx.state(|s| (s.control().authority, s.control().digest()));
         if !answered || !authority || ctx.state(|s| s.control().request.is_some()) {
             break answered;
         }
@@ -178,24 +177,22 @@ pub async fn gate<W: Release>(
 pub async fn ask<W: Release>(ctx: &WorkflowContext<W>, what: &str) {
     super::journal::enter(ctx, Phase::AwaitingApproval);
     let id = ctx.state(|s| s.ident());
-    let (digest, content, images) = ctx.state(|s| {
-        let c = s.control();
-        (
-            c.digest.clone(),
-            c.content_digest.clone(),
-            c.images_digest.clone(),
-        )
-    });
-    let text = if digest.is_empty() {
-        format!(
+    let text = match ctx.state(|s| s.control().release.clone()) {
+        None => format!(
             "{} awaits approval: {what} (approve with: cutover approve {} --deployment {} --revision {})",
             id.deployment_id, id.environment, id.deployment_id, id.revision
-        )
-    } else {
-        format!(
-            "{} awaits approval: {what}; release {digest} (content {content}, images {images}) (approve with: cutover approve {} --deployment {} --revision {} --digest {digest})",
-            id.deployment_id, id.environment, id.deployment_id, id.revision
-        )
+        ),
+        Some(r) => format!(
+            "{} awaits approval: {what}; release {} (content {}, images {}) (approve with: cutover approve {} --deployment {} --revision {} --digest {})",
+            id.deployment_id,
+            r.digest,
+            r.content_digest,
+            r.images_digest,
+            id.environment,
+            id.deployment_id,
+            id.revision,
+            r.digest
+        ),
     };
     notify(ctx, "awaiting_approval", text).await;
 }

@@ -38,14 +38,19 @@ pub struct Control {
     /// Patch `worker-authority`: the worker authorised the release, and verifies each
     /// decision's identity before it counts.
     pub authority: bool,
-    /// The release digest decisions must name (worker-authority runs).
-    pub digest: String,
-    /// Its content and images digests, for the awaiting-approval notification.
-    pub content_digest: String,
-    pub images_digest: String,
+    /// What the worker authorised (worker-authority runs): decisions must name its digest.
+    pub release: Option<proto::ReleaseRecord>,
 }
 
 impl Control {
+    /// The release digest decisions must name ("" before the worker authorised the run).
+    pub fn digest(&self) -> String {
+        self.release
+            .as_ref()
+            .map(|r| r.digest.clone())
+            .unwrap_or_default()
+    }
+
     pub fn on_abort(&mut self, a: AbortRequest) {
         self.request.get_or_insert(Request::Abort(a));
     }

@@ -123,8 +123,10 @@ macro_rules! release_workflow {
                     decided: self.control.decision.is_some(),
                     digest: self
                         .control
-                        .authority
-                        .then_some(self.control.digest.as_str()),
+                        .release
+                        .as_ref()
+                        .filter(|_| self.control.authority)
+                        .map(|r| r.digest.as_str()),
                 };
                 $crate::release::approval::validate(&pending, d).map_err(Into::into)
             }

@@ -126,9 +126,7 @@ impl ShiftWorkflow {
         ctx.state_mut(|s| {
             s.request = req;
             s.request.requested_by = record.requester.clone();
-            s.control.digest = record.digest.clone();
-            s.control.content_digest = record.content_digest.clone();
-            s.control.images_digest = record.images_digest.clone();
+            s.control.release = Some(record.clone());
             s.status.release = Some(record);
         });
         Ok(())
