@@ -203,7 +203,9 @@ impl Verified {
 /// [`JWKS_TTL`] (fetched again at once for a key id it does not hold, at most every
 /// [`JWKS_REFETCH`]).
 pub struct Verifier {
-    http: reqwest::Client,
+    /// Built on first use: a worker starting up (and handing back its dead predecessor's
+    /// attempts before their heartbeat timeout) does not wait for it.
+    http: std::sync::OnceLock<reqwest::Client>,
     jwks: Mutex<HashMap<String, (Instant, JwkSet)>>,
 }
 
@@ -229,11 +231,7 @@ impl Default for Verifier {
 impl Verifier {
     pub fn new() -> Self {
         Self {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("HTTP client builds"),
+            http: std::sync::OnceLock::new(),
             jwks: Mutex::new(HashMap::new()),
         }
     }
@@ -384,8 +382,14 @@ impl Verifier {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
-        self.http
-            .get(url)
+        let http = self.http.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("HTTP client builds")
+        });
+        http.get(url)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
