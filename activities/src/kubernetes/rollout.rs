@@ -15,6 +15,11 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// How long a promoted canary's routes stay on the preview Services after the active Services'
+/// EndpointSlices serve only the new colour: kube-proxy's default minimum sync period (1 s) and
+/// the time one sync takes.
+const DATA_PLANE_SETTLE: Duration = Duration::from_millis(1500);
+
 impl KubePlatform {
     /// Applies each service's Deployment and PDB for the colour at full size, and points the
     /// preview Services at it (the active ones keep their colour).
@@ -243,6 +248,11 @@ impl KubePlatform {
         }
         if !reset.is_empty() {
             self.wait_serving_only(&reset, &req.color).await?;
+            // The API server's EndpointSlices are not yet the data plane: kube-proxy programs a
+            // change at most once per sync period (`--iptables-min-sync-period`, 1 s by
+            // default), so a route moved back at once could still reach the old colour through
+            // the active Service for that long.
+            tokio::time::sleep(DATA_PLANE_SETTLE).await;
             let weights = reset
                 .iter()
                 .map(|s| proto::ServiceWeight {
