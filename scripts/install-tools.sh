@@ -37,6 +37,7 @@ REQUIRED=(
   "/usr/bin/pg_dump|postgresql-client-common|pg_dump/pg_restore/psql on PATH for the worker"
   "/usr/bin/prometheus|prometheus|the analysis provider's server in the canary and breaker tests"
   "/usr/bin/promtool|prometheus|promtool test rules on k8s/monitoring"
+  "/usr/bin/shellcheck|shellcheck|actionlint checks the workflows' run: scripts with it (scripts/lint-workflows.sh)"
 )
 
 present() { compgen -G "$1" >/dev/null; }

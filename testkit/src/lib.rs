@@ -9,6 +9,7 @@
 //!   scheduler, kwok), one per test process, a namespace per test.
 //! - [`db`]: a throwaway PostgreSQL 15 server and an S3-compatible server (s3s-fs).
 //! - [`prom`]: a real Prometheus scraping the platform (and the worker), stoppable.
+//! - [`registry`]: a real OCI registry (CNCF distribution) and `crane` to push images to it.
 //! - [`faultproxy`]: a fake, named as such — injects API-server faults (409, 5xx, hangs).
 
 pub mod cluster;
@@ -18,6 +19,7 @@ pub mod kubelet;
 pub mod kubeproxy;
 mod load;
 pub mod prom;
+pub mod registry;
 mod temporal;
 pub mod tlsproxy;
 mod worker;

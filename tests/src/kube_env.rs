@@ -82,12 +82,28 @@ pub fn live_host(ns: &str, service: &str) -> String {
     format!("{service}.{ns}.jts.test")
 }
 
-pub fn config_text(ns: &str, c: &Cluster, prometheus: &str, keep_warm_secs: u64) -> String {
+/// `registry`: the images are `<registry>/jts/<service>:<revision>` and the image preflight
+/// resolves them there; without one (the worlds that test traffic) the images are the stand-in's
+/// `jts/<service>:<revision>`, which no registry holds, and the preflight is off.
+pub fn config_text(
+    ns: &str,
+    c: &Cluster,
+    prometheus: &str,
+    keep_warm_secs: u64,
+    registry: Option<&str>,
+) -> String {
+    let (defaults, resolve) = match registry {
+        Some(r) => (
+            format!("[defaults]\nimage = \"{r}/jts/{{service}}:{{revision}}\"\n"),
+            "",
+        ),
+        None => (String::new(), ", resolve_images = false"),
+    };
     format!(
-        r#"{services}
+        r#"{services}{defaults}
 [environments.staging]
 asserted_identities = true
-platform = {{ kind = "kubernetes", namespace = "{ns}", manifests = "{manifests}", gateway = "{gw}", gateway_namespace = "{gw_ns}", route_host = "{{service}}.{{namespace}}.jts.test", preview_host = "{{service}}-preview.{{namespace}}.jts.test", gateway_address = "{gw_addr}" }}
+platform = {{ kind = "kubernetes", namespace = "{ns}", manifests = "{manifests}", gateway = "{gw}", gateway_namespace = "{gw_ns}", route_host = "{{service}}.{{namespace}}.jts.test", preview_host = "{{service}}-preview.{{namespace}}.jts.test", gateway_address = "{gw_addr}"{resolve} }}
 # p95 800 ms: a healthy colour's performance check through the gateway measured 534 ms while
 # three Kubernetes tests shared the two cores.
 thresholds = {{ max_error_ratio = 0.01, max_p95_ms = 800, min_requests = 5 }}
@@ -136,6 +152,29 @@ impl KubeEnv {
         through_proxy: bool,
         faults: &str,
     ) -> Self {
+        Self::start_world(
+            name,
+            worker_env,
+            keep_warm_secs,
+            through_proxy,
+            faults,
+            None,
+        )
+    }
+
+    /// A world whose images live in `registry` (see [`config_text`]).
+    pub fn start_registry(name: &str, worker_env: &[(&str, &str)], registry: &str) -> Self {
+        Self::start_world(name, worker_env, 2, false, "", Some(registry))
+    }
+
+    fn start_world(
+        name: &str,
+        worker_env: &[(&str, &str)],
+        keep_warm_secs: u64,
+        through_proxy: bool,
+        faults: &str,
+        registry: Option<&str>,
+    ) -> Self {
         let slot = Slot::take();
         let c = cluster();
         let ns = c.namespace(name);
@@ -150,7 +189,11 @@ impl KubeEnv {
         let dir = scratch_dir(&format!("k8s-{name}"));
         let prom = Prometheus::start_kubernetes(&dir, c);
         let config = dir.join("cutover.toml");
-        std::fs::write(&config, config_text(&ns, c, &prom.url, keep_warm_secs)).unwrap();
+        std::fs::write(
+            &config,
+            config_text(&ns, c, &prom.url, keep_warm_secs, registry),
+        )
+        .unwrap();
         let temporal = Temporal::start(&dir);
         let proxy = through_proxy.then(|| FaultProxy::start(c));
         let kubeconfig = match &proxy {

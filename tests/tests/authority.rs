@@ -248,7 +248,7 @@ replicas = {{ risk-management = 1, order-execution = 1, strategy-engine = 1, api
 
 [environments.preprod]
 asserted_identities = true
-platform = {{ kind = "kubernetes", namespace = "jts-preprod", manifests = "{manifests}", gateway = "jts", route_host = "{{service}}.dev.jts.test", preview_host = "{{service}}-preview.dev.jts.test" }}
+platform = {{ kind = "kubernetes", namespace = "jts-preprod", manifests = "{manifests}", gateway = "jts", route_host = "{{service}}.dev.jts.test", preview_host = "{{service}}-preview.dev.jts.test", resolve_images = false }}
 approval = {{ required = true, approvers = ["alice", "bob"] }}
 database = {{ url_env = "JTS_DATABASE_URL", migrations = "{migrations}", bucket = "jts-backups" }}
 breaker = {{ max_consecutive_failures = 3, probe_interval_secs = 30 }}

@@ -1098,3 +1098,100 @@ fn prometheus_stopped_during_a_kubernetes_canary_holds_the_step_then_the_canary_
     assert_no_answer_from_stopped_pods(load_started, &answers);
     assert_none_failed(&answers);
 }
+
+/// The Deployments of every service (image preflight test): name, replicas and image.
+fn deployments(env: &KubeEnv) -> String {
+    let out = env.c.kubectl(&[
+        "-n",
+        &env.ns,
+        "get",
+        "deployments",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.spec.replicas} {.spec.template.spec.containers[0].image}{\"\\n\"}{end}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn deploy_and_wait(env: &KubeEnv, revision: &str, deployment_id: &str) -> serde_json::Value {
+    let run = env.cli(&[
+        "deploy",
+        "staging",
+        "--as",
+        "ci",
+        "--revision",
+        revision,
+        "--deployment-id",
+        deployment_id,
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    env.wait_status(deployment_id, Duration::from_secs(60), |s| {
+        s["deployment_id"] == deployment_id && !s["outcome"].as_str().unwrap_or("").is_empty()
+    })
+}
+
+#[test]
+fn a_tagged_release_runs_by_digest_and_a_missing_or_unauthorised_image_stops_it_first() {
+    let dir = testkit::scratch_dir("images-k8s");
+    let mut reg = testkit::registry::Registry::start(&dir, Some(("ci-puller", "pull-s3cret")));
+    let mut digests = std::collections::BTreeMap::new();
+    for s in SERVICES {
+        digests.insert(s.to_string(), reg.push(&format!("jts/{s}"), "v2"));
+    }
+    // The worker starts without the registry's credentials.
+    let mut env = KubeEnv::start_registry("images", &[], &reg.host);
+    let before = deployments(&env);
+    assert!(before.contains(":v1"), "{before}");
+
+    let s = deploy_and_wait(&env, "v2", "dep-no-login");
+    assert_eq!(s["outcome"], "refused", "{s}");
+    let text = s.to_string();
+    assert!(
+        text.contains("image preflight") && text.contains("requires credentials"),
+        "{s}"
+    );
+    assert_eq!(deployments(&env), before, "nothing changed");
+
+    // With the registry's credentials (a Docker config.json, as a dockerconfigjson Secret
+    // mounts it): a revision nobody pushed is refused naming the image.
+    let auth = reg.auth_file().display().to_string();
+    env.worker.set_env("CUTOVER_REGISTRY_AUTH_FILE", &auth);
+    env.worker.restart();
+    let s = deploy_and_wait(&env, "v3", "dep-missing");
+    assert_eq!(s["outcome"], "refused", "{s}");
+    let text = s.to_string();
+    assert!(
+        text.contains(&format!("{}/jts/", reg.host)) && text.contains(":v3 does not exist"),
+        "{s}"
+    );
+    assert_eq!(deployments(&env), before, "nothing changed");
+    println!(
+        "missing image: {}",
+        s["reason"].as_str().unwrap_or(&s.to_string())
+    );
+
+    // The pushed tags: resolved, approved as digests, rendered by digest.
+    let s = deploy_and_wait(&env, "v2", "dep-by-digest");
+    assert_eq!(s["outcome"], "succeeded", "{s}");
+    let images = &s["release"]["images"];
+    let after = deployments(&env);
+    for svc in SERVICES {
+        let pinned = format!("{}/jts/{svc}:v2@{}", reg.host, digests[svc]);
+        assert_eq!(images[svc], pinned, "{s}");
+        assert!(
+            after.contains(&format!("{svc}-green 2 {pinned}")),
+            "{svc}-green runs {pinned}:\n{after}"
+        );
+    }
+    // Recorded in the history: the authorisation's result names every digest.
+    let history = serde_json::to_string(&env.temporal.history("deploy-staging")).unwrap();
+    let history = common::decoded_payloads(&history);
+    for d in digests.values() {
+        assert!(history.contains(d.as_str()), "{d} not in the history");
+    }
+    assert!(
+        !history.contains("pull-s3cret"),
+        "the registry password reached the history"
+    );
+    assert!(!env.worker.log_tail(2000).contains("pull-s3cret"));
+    println!("deployed by digest:\n{after}");
+}

@@ -38,6 +38,8 @@ pub struct AuthorityActivities {
     cfg: Config,
     key: Option<crypto_box::SecretKey>,
     verifier: Verifier,
+    /// The image preflight's HTTP client, built on first use.
+    registry_http: std::sync::OnceLock<reqwest::Client>,
 }
 
 /// Why an authorisation did not happen: a refusal (never retried) or an outage (retried).
@@ -89,6 +91,7 @@ impl AuthorityActivities {
             cfg,
             key,
             verifier: Verifier::new(),
+            registry_http: std::sync::OnceLock::new(),
         })
     }
 
@@ -215,7 +218,7 @@ impl AuthorityActivities {
             m.requested_by.clone_from(&requester);
         }
         let full = release.platform.is_some();
-        let (deploy, shift) = match shift {
+        let (mut deploy, mut shift) = match shift {
             None => (policy::settle(&release, &resolved, full, &env_name)?, None),
             Some(s) => {
                 let mut theirs = self.cfg.shift_request(&resolved).map_err(No::Refused)?;
@@ -224,6 +227,21 @@ impl AuthorityActivities {
                 (resolved.clone(), Some(settled))
             }
         };
+        // Image preflight: the release runs (and the approval names) the digests the
+        // registries hold now.
+        if self.resolves_images(&env_name)? {
+            let pinned = self.pin_images(&deploy.services).await?;
+            for s in &mut deploy.services {
+                s.image.clone_from(&pinned[&s.name]);
+            }
+            if let Some(sh) = &mut shift {
+                for s in &mut sh.services {
+                    if let Some(p) = pinned.get(&s.name) {
+                        s.image.clone_from(p);
+                    }
+                }
+            }
+        }
         if let Some(b) = &deploy.breaker {
             let client = ctx.client();
             crate::breaker_cmd::ensure_config(&client, b.clone(), &ctx.info().task_queue)
@@ -245,6 +263,56 @@ impl AuthorityActivities {
             record: Some(record),
             ..Default::default()
         })
+    }
+
+    /// Whether the environment's images are resolved to digests before a release starts (on
+    /// Kubernetes unless its configuration says `resolve_images = false`, never in production).
+    fn resolves_images(&self, env: &str) -> Result<bool, No> {
+        Ok(self
+            .environment(env)?
+            .platform
+            .kubernetes()
+            .is_some_and(|k| k.resolve_images))
+    }
+
+    /// Each service's image pinned to the digest its registry holds now (one request per
+    /// distinct reference); the first missing or refused image stops the release, named.
+    async fn pin_images(
+        &self,
+        services: &[proto::ServicePlan],
+    ) -> Result<std::collections::BTreeMap<String, String>, No> {
+        let logins = crate::registry::Logins::from_env().map_err(No::Refused)?;
+        let http = self.registry_http.get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(3))
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .expect("HTTP client builds")
+        });
+        let mut done: std::collections::BTreeMap<String, String> = Default::default();
+        let mut out = std::collections::BTreeMap::new();
+        for s in services {
+            let pinned = match done.get(&s.image) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = crate::registry::resolve(http, &s.image, &logins)
+                        .await
+                        .map_err(|e| match e {
+                            crate::registry::Unresolved::Refused(w) => {
+                                No::Refused(format!("image preflight: {}: {w}", s.name))
+                            }
+                            crate::registry::Unresolved::Unavailable(w) => {
+                                No::Unavailable(format!("image preflight: {}: {w}", s.name))
+                            }
+                        })?;
+                    done.insert(s.image.clone(), p.clone());
+                    p
+                }
+            };
+            tracing::info!(service = s.name, image = s.image, pinned, "image resolved");
+            out.insert(s.name.clone(), pinned);
+        }
+        Ok(out)
     }
 
     /// The run's workflow id is the environment's one for `what` (the server then keeps it

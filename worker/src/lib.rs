@@ -5,6 +5,7 @@
 //! - [`identity`]: OIDC ID tokens sealed by the CLI, verified by the worker.
 //! - [`config`]: `cutover.toml`, validated and resolved into a `DeployRequest`.
 //! - [`image`]: image reference validation.
+//! - [`registry`]: image preflight (references resolved to digests with the OCI distribution API).
 //! - [`temporal`]: connection settings from `TEMPORAL_*` and the worker.
 //! - [`breaker_cmd`]: the circuit breaker's commands and the gate `deploy` passes.
 //! - [`canary_cmd`]: the canary strategy and its controls.
@@ -23,5 +24,6 @@ pub mod identity;
 pub mod image;
 pub mod k8s;
 pub mod migrate_cmd;
+pub mod registry;
 pub mod release_cmd;
 pub mod temporal;

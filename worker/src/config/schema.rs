@@ -391,6 +391,15 @@ pub struct KubernetesPlatformCfg {
     /// IP:port where the worker reaches the Gateway for the preview hosts (default: DNS, port 80).
     #[serde(default)]
     pub gateway_address: String,
+    /// Image preflight: every image reference is resolved against its registry (OCI
+    /// distribution API) before a release starts and deployed as `image@sha256:…`. On by
+    /// default; a production environment cannot turn it off.
+    #[serde(default = "default_true")]
+    pub resolve_images: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_gateway() -> String {

@@ -160,6 +160,12 @@ impl Config {
                     }
                 }
                 Platform::Kubernetes(p) => {
+                    if e.production && !p.resolve_images {
+                        return Err(self.invalid(
+                            key("platform.resolve_images"),
+                            "a production environment deploys only images resolved to digests by the image preflight",
+                        ));
+                    }
                     if !is_dns_label(&p.namespace) {
                         return Err(self.invalid(
                             key("platform.namespace"),
@@ -511,6 +517,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("environments.staging.asserted_identities: a production environment accepts only verified identities"), "{e}");
+        let kube = prod.replace(
+            "platform = { kind = \"local\", admin_url = \"http://127.0.0.1:9400\" }",
+            "platform = { kind = \"kubernetes\", namespace = \"jts\", resolve_images = false }",
+        );
+        assert_ne!(kube, prod);
+        let e = Config::parse(&kube, "c.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("environments.staging.platform.resolve_images: a production environment deploys only images resolved to digests"),
+            "{e}"
+        );
+        let resolving = kube.replace(", resolve_images = false", "");
+        assert!(
+            Config::parse(&resolving, "c.toml").is_ok(),
+            "{:?}",
+            Config::parse(&resolving, "c.toml").err()
+        );
         let e = Config::parse(
             &prod.replace(
                 "approvers = [\"alice\"] }",
