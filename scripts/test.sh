@@ -13,6 +13,9 @@ export CUTOVER_GATEWAY_BIN="${CUTOVER_GATEWAY_BIN:-$(scripts/gateway-build.sh | 
 export CUTOVER_PROMETHEUS_BIN="${CUTOVER_PROMETHEUS_BIN:-$(scripts/prometheus-build.sh | tail -n 1)}"
 # The S3-compatible server for the migration tests (built once with cargo install, cached).
 export CUTOVER_S3S_FS="${CUTOVER_S3S_FS:-$(scripts/s3-build.sh | tail -n 1)}"
+# The OCI registry and crane for the image preflight tests (and actionlint), and the
+# Prometheus Operator's CRDs (built and copied once from Go modules, cached).
+export CUTOVER_REGISTRY_BIN="${CUTOVER_REGISTRY_BIN:-$(scripts/registry-build.sh | tail -n 1)}"
 cargo build --bins
 # Integration tests each start their own servers; three at a time fit two cores.
 cargo test --workspace -- --test-threads=3

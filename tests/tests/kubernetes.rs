@@ -133,6 +133,64 @@ impl SliceWatch {
     }
 }
 
+/// One YAML document as JSON, converted by kubectl itself (no YAML parser in the tests).
+fn serde_yaml_to_json(c: &testkit::cluster::Cluster, doc: &str) -> serde_json::Value {
+    let out = c.kubectl_stdin(
+        &["create", "--dry-run=client", "-o", "json", "-f", "-"],
+        doc,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The workers' configurations in k8s/worker/config agree with the repository's cutover.toml
+/// (which the CLI reads) on everything they share, and each serves only its environments.
+#[test]
+fn the_worker_configurations_agree_with_the_repositorys_cutover_toml() {
+    let read = |p: &str| -> toml::Table {
+        toml::from_str(&std::fs::read_to_string(repo().join(p)).unwrap()).unwrap()
+    };
+    let cli = read("cutover.toml");
+    for (file, envs) in [
+        (
+            "k8s/worker/config/worker.toml",
+            vec!["development", "staging"],
+        ),
+        (
+            "k8s/worker/config/worker-production.toml",
+            vec!["production"],
+        ),
+    ] {
+        let w = read(file);
+        for key in ["defaults", "services", "identity"] {
+            assert_eq!(
+                w.get(key),
+                cli.get(key),
+                "{file}: [{key}] differs from cutover.toml"
+            );
+        }
+        let named: Vec<&String> = w["environments"].as_table().unwrap().keys().collect();
+        assert_eq!(named, envs, "{file}");
+        for e in &envs {
+            assert_eq!(
+                w["environments"][*e], cli["environments"][*e],
+                "{file}: environments.{e} differs from cutover.toml"
+            );
+        }
+        let cfg = worker::config::Config::load(&repo().join(file)).unwrap();
+        for e in envs {
+            assert!(
+                cfg.environments[e].platform.kubernetes().is_some(),
+                "{file}: {e}"
+            );
+        }
+    }
+}
+
 #[test]
 fn jts_manifests_are_accepted_by_the_api_server() {
     let c = cluster();
@@ -143,19 +201,114 @@ fn jts_manifests_are_accepted_by_the_api_server() {
         "-f",
         &repo().join("k8s/namespaces.yaml").display().to_string(),
     ]);
-    for f in [
-        "serviceaccount.yaml",
-        "rbac.yaml",
-        "deployment.yaml",
-        "networkpolicy.yaml",
+    // The Prometheus Operator's CRDs (scripts/registry-build.sh copies them from its module),
+    // for the workers' ServiceMonitor and k8s/monitoring's PodMonitor and PrometheusRule.
+    let crds = testkit::cluster::testbin_cache().join("prometheus-operator-crds-v0.85.0");
+    c.kubectl_ok(&["apply", "--server-side", "-f", &crds.display().to_string()]);
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/podmonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
+    ]);
+    // The workers as `kubectl apply -k k8s/worker` applies them: the configurations become
+    // ConfigMaps named by their content's hash, which the Deployments mount.
+    let worker = c.kubectl_ok(&[
+        "kustomize",
+        &repo().join("k8s/worker").display().to_string(),
+    ]);
+    for kind in [
+        "kind: ConfigMap",
+        "kind: ServiceMonitor",
+        "kind: PodDisruptionBudget",
+        "kind: NetworkPolicy",
+        "kind: Service\n",
     ] {
-        let path = repo().join("k8s/worker").join(f);
+        assert!(worker.contains(kind), "k8s/worker has no {kind}");
+    }
+    let out = c.kubectl_stdin(
+        &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+        &worker,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "configmap/cutover-config-",
+        "configmap/cutover-config-production-",
+        "deployment.apps/cutover-worker serverside-applied (server dry run)",
+        "deployment.apps/cutover-worker-production serverside-applied (server dry run)",
+        "servicemonitor.monitoring.coreos.com/cutover-worker serverside-applied (server dry run)",
+        "poddisruptionbudget.policy/cutover-worker-production serverside-applied (server dry run)",
+        "service/cutover-worker-metrics serverside-applied (server dry run)",
+    ] {
+        assert!(text.contains(name), "{name} not accepted:\n{text}");
+    }
+    // Each Deployment mounts its own generated ConfigMap, a writable /tmp, the registry
+    // credentials, and exposes the metrics port; the production worker reads the database URL
+    // and the S3 settings from its Secret.
+    let docs: Vec<serde_json::Value> = worker
+        .split("\n---\n")
+        .map(|d| serde_yaml_to_json(c, d))
+        .collect();
+    let config_maps: Vec<String> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ConfigMap")
+        .map(|d| d["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    for d in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        let name = d["metadata"]["name"].as_str().unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        let vols = pod["volumes"].as_array().unwrap();
+        let cm = vols
+            .iter()
+            .find_map(|v| v["configMap"]["name"].as_str())
+            .unwrap();
+        assert!(
+            config_maps.iter().any(|n| n == cm),
+            "{name} mounts {cm}: {config_maps:?}"
+        );
+        let ctr = &pod["containers"][0];
+        assert_eq!(
+            ctr["securityContext"]["readOnlyRootFilesystem"], true,
+            "{name}"
+        );
+        let mounts = ctr["volumeMounts"].to_string();
+        assert!(
+            mounts.contains("\"/tmp\"") && mounts.contains("/etc/cutover/registry"),
+            "{name}: {mounts}"
+        );
+        assert!(
+            vols.iter()
+                .any(|v| v["name"] == "tmp" && v["emptyDir"].is_object()),
+            "{name}"
+        );
+        let env = ctr["env"].to_string();
+        assert!(env.contains("CUTOVER_REGISTRY_AUTH_FILE"), "{name}");
+        assert!(ctr["ports"].to_string().contains("9464"), "{name}");
+        if name.ends_with("production") {
+            for v in [
+                "JTS_DATABASE_URL",
+                "AWS_REGION",
+                "AWS_ENDPOINT_URL",
+                "TEMPORAL_API_KEY",
+            ] {
+                assert!(env.contains(v), "{name} has no {v}");
+            }
+        }
+    }
+    for f in ["podmonitor.yaml", "prometheusrule.yaml"] {
         let out = c.kubectl_ok(&[
             "apply",
             "--server-side",
             "--dry-run=server",
             "-f",
-            &path.display().to_string(),
+            &repo().join("k8s/monitoring").join(f).display().to_string(),
         ]);
         assert!(out.contains("(server dry run)"), "{out}");
     }
@@ -1150,6 +1303,10 @@ fn a_tagged_release_runs_by_digest_and_a_missing_or_unauthorised_image_stops_it_
         "{s}"
     );
     assert_eq!(deployments(&env), before, "nothing changed");
+    // A refused release passes no images on.
+    let run = env.cli(&["images", "staging", "--revision", "v2"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("recorded no images"), "{run:?}");
 
     // With the registry's credentials (a Docker config.json, as a dockerconfigjson Secret
     // mounts it): a revision nobody pushed is refused naming the image.
@@ -1182,6 +1339,22 @@ fn a_tagged_release_runs_by_digest_and_a_missing_or_unauthorised_image_stops_it_
             "{svc}-green runs {pinned}:\n{after}"
         );
     }
+    // What the next environment deploys: these digests, for this revision only.
+    let run = env.cli(&["images", "staging", "--revision", "v2"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<String> = run.stdout.lines().map(str::to_owned).collect();
+    let mut want: Vec<String> = SERVICES
+        .iter()
+        .map(|svc| format!("{svc}={}/jts/{svc}:v2@{}", reg.host, digests[*svc]))
+        .collect();
+    want.sort();
+    assert_eq!(lines, want);
+    let run = env.cli(&["images", "staging", "--revision", "v9"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("is revision \"v2\", not \"v9\""),
+        "{run:?}"
+    );
     // Recorded in the history: the authorisation's result names every digest.
     let history = serde_json::to_string(&env.temporal.history("deploy-staging")).unwrap();
     let history = common::decoded_payloads(&history);

@@ -615,6 +615,7 @@ pub fn record(d: &DeployRequest, requester: String, verified: String) -> Release
         images,
         requester,
         verified,
+        revision: d.revision.clone(),
     }
 }
 

@@ -86,7 +86,7 @@ pub async fn start(
     }
 }
 
-async fn status_of(client: &Client, environment: &str) -> Result<ShiftStatus, CmdError> {
+pub async fn status_of(client: &Client, environment: &str) -> Result<ShiftStatus, CmdError> {
     client
         .get_workflow_handle::<ShiftWorkflow>(names::deploy_workflow_id(environment))
         .query(ShiftWorkflow::status, (), WorkflowQueryOptions::default())

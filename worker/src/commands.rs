@@ -423,6 +423,68 @@ pub async fn abort(
     Ok(exit::SUCCEEDED)
 }
 
+/// The images (by digest) of `environment`'s latest release, if it succeeded with `revision`.
+pub async fn images(settings: &Settings, environment: &str, revision: &str) -> CmdResult {
+    let client = settings.connect("cutover-cli").await?;
+    let desc = release_handle(&client, environment)
+        .describe(Default::default())
+        .await;
+    let (deployment, outcome, record) =
+        if desc.is_ok_and(|d| d.workflow_type() == names::SHIFT_WORKFLOW) {
+            let s = crate::canary_cmd::status_of(&client, environment).await?;
+            (s.deployment_id, s.outcome, s.release)
+        } else {
+            let s = client
+                .get_workflow_handle::<DeployWorkflow>(names::deploy_workflow_id(environment))
+                .query(DeployWorkflow::status, (), WorkflowQueryOptions::default())
+                .await
+                .map_err(|e| {
+                    CmdError::failed(format!("no release in {environment}: {}", root_message(&e)))
+                })?;
+            (s.deployment_id, s.outcome, s.release)
+        };
+    let Some(r) = record.filter(|r| !r.images.is_empty()) else {
+        return Err(CmdError::failed(format!(
+            "{environment}'s latest release ({deployment}) recorded no images"
+        )));
+    };
+    if r.revision != revision {
+        return Err(CmdError::failed(format!(
+            "{environment}'s latest release ({deployment}) is revision {:?}, not {revision:?}: deploy {revision} there first",
+            r.revision
+        )));
+    }
+    if outcome != "succeeded" {
+        return Err(CmdError::failed(format!(
+            "{environment}'s latest release ({deployment}, {revision}) has outcome {:?}: only a release that succeeded passes its images on",
+            if outcome.is_empty() {
+                "running"
+            } else {
+                &outcome
+            }
+        )));
+    }
+    let unpinned: Vec<&String> = r
+        .images
+        .values()
+        .filter(|i| !i.contains("@sha256:"))
+        .collect();
+    if !unpinned.is_empty() {
+        return Err(CmdError::failed(format!(
+            "{environment} ran images without a digest ({}): its worker's configuration has resolve_images = false",
+            unpinned
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    for (service, image) in &r.images {
+        println!("{service}={image}");
+    }
+    Ok(exit::SUCCEEDED)
+}
+
 pub async fn status(settings: &Settings, environment: &str, json: bool) -> CmdResult {
     let client = settings.connect("cutover-cli").await?;
     // The environment's release may be a canary: shown as `cutover canary status` shows it.

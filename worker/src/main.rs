@@ -109,6 +109,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the images of an environment's latest release, one SERVICE=IMAGE@sha256:… per line,
+    /// only if that release succeeded with REVISION (exit 1 otherwise): what the next
+    /// environment deploys (`cutover deploy --image`), by digest, never a tag.
+    Images {
+        /// Environment whose release passed (e.g. development before staging).
+        environment: String,
+        /// The revision that release must have been.
+        #[arg(long)]
+        revision: String,
+    },
     /// Roll an environment back to its previous colour (capacity first, then traffic).
     Rollback {
         /// Environment to roll back.
@@ -405,6 +415,10 @@ async fn run(cli: Cli) -> commands::CmdResult {
         Command::Status { environment, json } => {
             commands::status(&settings, &environment, json).await
         }
+        Command::Images {
+            environment,
+            revision,
+        } => commands::images(&settings, &environment, &revision).await,
         Command::Rollback {
             environment,
             reason,
