@@ -38,6 +38,8 @@ REQUIRED=(
   "/usr/bin/prometheus|prometheus|the analysis provider's server in the canary and breaker tests"
   "/usr/bin/promtool|prometheus|promtool test rules on k8s/monitoring"
   "/usr/bin/shellcheck|shellcheck|actionlint checks the workflows' run: scripts with it (scripts/lint-workflows.sh)"
+  "/usr/bin/buildah|buildah|builds the worker's image from worker/Dockerfile without a daemon (scripts/worker-image.sh)"
+  "/usr/sbin/debootstrap|debootstrap|the Debian base of that image (no image registry is reachable here)"
 )
 
 present() { compgen -G "$1" >/dev/null; }

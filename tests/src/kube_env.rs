@@ -255,6 +255,13 @@ impl KubeEnv {
         self.cli_env(args, &[])
     }
 
+    /// `cutover deploy staging --as ci --revision REVISION EXTRA...`
+    pub fn deploy(&self, revision: &str, extra: &[&str]) -> Run {
+        let mut args = vec!["deploy", "staging", "--as", "ci", "--revision", revision];
+        args.extend_from_slice(extra);
+        self.cli(&args)
+    }
+
     pub fn cli_env(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(testkit::bin("cutover"));
         cmd.args(args)

@@ -360,7 +360,7 @@ fn blue_green_moves_every_active_service_from_blue_pods_to_green_pods_without_a_
     let mut env = KubeEnv::start("bluegreen", &[], 4);
     assert!(all_on(&env.active_colors(), "blue"));
     let watch = SliceWatch::start(env.c, &env.ns);
-    let run = env.cli(&["deploy", "staging", "--as", "ci", "--revision", "v2"]);
+    let run = env.deploy("v2", &[]);
     assert_eq!(run.code, 0, "{run:?}");
     // While the old colour stays warm: blue scaled to its warm size (1), green at full size.
     let s = env.wait_status("phase warm", Duration::from_secs(120), |s| {
@@ -459,15 +459,7 @@ fn a_v3_failing_5_percent_of_live_requests_is_rolled_back_by_the_metrics_analysi
         false,
         "v3@strategy-engine=live_error_rate:0.05",
     );
-    let run = env.cli(&[
-        "deploy",
-        "staging",
-        "--as",
-        "ci",
-        "--revision",
-        "v3",
-        "--wait",
-    ]);
+    let run = env.deploy("v3", &["--wait"]);
     assert_ne!(run.code, 0, "{run:?}");
     let s = env.status().unwrap();
     let reason = s["reason"].as_str().unwrap_or_default().to_owned();
@@ -518,15 +510,7 @@ fn a_v3_with_p95_above_the_threshold_is_rolled_back_by_the_metrics_analysis() {
         false,
         "v3@order-execution=live_latency_ms:1500",
     );
-    let run = env.cli(&[
-        "deploy",
-        "staging",
-        "--as",
-        "ci",
-        "--revision",
-        "v3",
-        "--wait",
-    ]);
+    let run = env.deploy("v3", &["--wait"]);
     assert_ne!(run.code, 0, "{run:?}");
     let s = env.status().unwrap();
     let reason = s["reason"].as_str().unwrap_or_default().to_owned();
@@ -574,16 +558,7 @@ fn canary_through_httproute_weights_serves_each_step_share_and_promotes_to_the_n
             }
         })
     };
-    let run = env.cli(&[
-        "deploy",
-        "staging",
-        "--as",
-        "ci",
-        "--revision",
-        "v2",
-        "--strategy",
-        "canary",
-    ]);
+    let run = env.deploy("v2", &["--strategy", "canary"]);
     assert_eq!(run.code, 0, "{run:?}");
     let s = env.wait_status("promoted", Duration::from_secs(180), |s| {
         !s["outcome"].as_str().unwrap_or("").is_empty()
@@ -672,17 +647,14 @@ fn canary_through_httproute_weights_serves_each_step_share_and_promotes_to_the_n
 #[test]
 fn a_green_that_never_becomes_ready_leaves_all_four_on_blue_naming_the_service() {
     let env = KubeEnv::start("neverready", &[], 1);
-    let run = env.cli(&[
-        "deploy",
-        "staging",
-        "--as",
-        "ci",
-        "--revision",
+    let run = env.deploy(
         "v2",
-        "--image",
-        "strategy-engine=registry.example.com/jts/strategy-engine:never-ready",
-        "--wait",
-    ]);
+        &[
+            "--image",
+            "strategy-engine=registry.example.com/jts/strategy-engine:never-ready",
+            "--wait",
+        ],
+    );
     assert_ne!(run.code, 0, "{run:?}");
     let s = env.status().unwrap();
     let reason = s["reason"].as_str().unwrap_or_default();
@@ -712,7 +684,7 @@ fn kill_9_of_the_worker_mid_switch_ends_with_all_four_on_one_colour() {
         &[("CUTOVER_FAULT_ABORT_AFTER_SWITCHED", "2")],
         1,
     );
-    let run = env.cli(&["deploy", "staging", "--as", "ci", "--revision", "v2"]);
+    let run = env.deploy("v2", &[]);
     assert_eq!(run.code, 0, "{run:?}");
     testkit::wait_until(
         "the worker died mid-switch",
@@ -812,15 +784,7 @@ fn preflight_names_a_missing_permission_and_a_missing_secret_key_before_any_chan
         "{run:?}"
     );
     assert!(!run.stdout.contains("postgres://x"));
-    let run = env.cli(&[
-        "deploy",
-        "staging",
-        "--as",
-        "ci",
-        "--revision",
-        "v2",
-        "--wait",
-    ]);
+    let run = env.deploy("v2", &["--wait"]);
     assert_ne!(run.code, 0, "{run:?}");
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(all.contains("has no key \"broker-api-key\""), "{all}");
@@ -995,15 +959,7 @@ fn conflicts_api_errors_and_timeouts_are_retried() {
         fault: Fault::Delay(Duration::from_secs(8)),
         times: 1,
     });
-    let run = env.cli(&[
-        "deploy",
-        "staging",
-        "--as",
-        "ci",
-        "--revision",
-        "v2",
-        "--wait",
-    ]);
+    let run = env.deploy("v2", &["--wait"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         proxy.pending().is_empty(),
@@ -1063,16 +1019,7 @@ fn a_canary_failing_5_percent_on_one_service_is_rolled_back_at_the_next_analysis
         "v2@order-execution=live_error_rate:0.05",
     );
     let begun_ms = jiff::Timestamp::now().as_millisecond() as f64;
-    let run = env.cli(&[
-        "deploy",
-        "staging",
-        "--as",
-        "ci",
-        "--revision",
-        "v2",
-        "--strategy",
-        "canary",
-    ]);
+    let run = env.deploy("v2", &["--strategy", "canary"]);
     assert_eq!(run.code, 0, "{run:?}");
     let s = env.wait_status("canary outcome", Duration::from_secs(180), |s| {
         !s["outcome"].as_str().unwrap_or("").is_empty()
@@ -1137,7 +1084,7 @@ fn a_canary_failing_5_percent_on_one_service_is_rolled_back_at_the_next_analysis
 #[test]
 fn kill_9_of_the_worker_in_the_blue_green_validation_window_still_ends_on_green_with_0_failed() {
     let mut env = KubeEnv::start("kill-validating", &[], 1);
-    let run = env.cli(&["deploy", "staging", "--as", "ci", "--revision", "v2"]);
+    let run = env.deploy("v2", &[]);
     assert_eq!(run.code, 0, "{run:?}");
     env.wait_status("validating", Duration::from_secs(120), |s| {
         s["phase"] == "validating"
@@ -1170,16 +1117,7 @@ fn kill_9_of_the_worker_in_the_blue_green_validation_window_still_ends_on_green_
 #[test]
 fn kill_9_of_the_worker_in_a_canary_hold_still_promotes_with_0_failed() {
     let mut env = KubeEnv::start("kill-hold", &[], 1);
-    let run = env.cli(&[
-        "deploy",
-        "staging",
-        "--as",
-        "ci",
-        "--revision",
-        "v2",
-        "--strategy",
-        "canary",
-    ]);
+    let run = env.deploy("v2", &["--strategy", "canary"]);
     assert_eq!(run.code, 0, "{run:?}");
     env.wait_status("holding at 25 %", Duration::from_secs(120), |s| {
         s["percent"].as_u64() == Some(25)
@@ -1206,16 +1144,7 @@ fn kill_9_of_the_worker_in_a_canary_hold_still_promotes_with_0_failed() {
 #[test]
 fn prometheus_stopped_during_a_kubernetes_canary_holds_the_step_then_the_canary_finishes() {
     let mut env = KubeEnv::start("prom-stopped", &[], 1);
-    let run = env.cli(&[
-        "deploy",
-        "staging",
-        "--as",
-        "ci",
-        "--revision",
-        "v2",
-        "--strategy",
-        "canary",
-    ]);
+    let run = env.deploy("v2", &["--strategy", "canary"]);
     assert_eq!(run.code, 0, "{run:?}");
     env.wait_status("at 25 %", Duration::from_secs(120), |s| {
         s["percent"].as_u64() == Some(25)
@@ -1266,16 +1195,7 @@ fn deployments(env: &KubeEnv) -> String {
 }
 
 fn deploy_and_wait(env: &KubeEnv, revision: &str, deployment_id: &str) -> serde_json::Value {
-    let run = env.cli(&[
-        "deploy",
-        "staging",
-        "--as",
-        "ci",
-        "--revision",
-        revision,
-        "--deployment-id",
-        deployment_id,
-    ]);
+    let run = env.deploy(revision, &["--deployment-id", deployment_id]);
     assert_eq!(run.code, 0, "{run:?}");
     env.wait_status(deployment_id, Duration::from_secs(60), |s| {
         s["deployment_id"] == deployment_id && !s["outcome"].as_str().unwrap_or("").is_empty()
