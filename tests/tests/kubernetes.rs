@@ -1275,6 +1275,30 @@ fn a_tagged_release_runs_by_digest_and_a_missing_or_unauthorised_image_stops_it_
         run.stderr.contains("is revision \"v2\", not \"v9\""),
         "{run:?}"
     );
+    // Rolled back after it succeeded: its images are no longer passed on.
+    let run = env.cli(&[
+        "rollback",
+        "staging",
+        "--as",
+        "ci",
+        "--reason",
+        "image test",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut last = None;
+    testkit::wait_until(
+        "the rolled-back release's images refused",
+        Duration::from_secs(60),
+        || {
+            let run = env.cli(&["images", "staging", "--revision", "v2"]);
+            let refused = run.code == 1
+                && (run.stderr.contains("was rolled back after it succeeded")
+                    || run.stderr.contains("has outcome \"rolled_back\""));
+            last = Some(run);
+            refused
+        },
+    );
+    println!("after the rollback: {}", last.unwrap().stderr.trim());
     // Recorded in the history: the authorisation's result names every digest.
     let history = serde_json::to_string(&env.temporal.history("deploy-staging")).unwrap();
     let history = common::decoded_payloads(&history);

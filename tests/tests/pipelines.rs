@@ -202,7 +202,7 @@ fn no_pipeline_compiles_cutover_and_production_takes_the_deployer_from_its_own_c
                 && text.contains("sha256-x86_64: ${{ vars.CUTOVER_SHA256_X86_64 }}"),
             "{name}: the deployer is the pinned, checksummed release"
         );
-        if name.contains("production") {
+        if name.contains("production") || name == "deploy-staging.yml" {
             // The action comes from a sparse checkout of the workflow's own commit, before the
             // revision under deployment (release/ or repo/) is on disk.
             let action = text

@@ -42,6 +42,9 @@ pub struct AuthorityActivities {
     registry_http: std::sync::OnceLock<reqwest::Client>,
 }
 
+/// How long the image preflight may take in all (the authorisation has 30 s).
+const PREFLIGHT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Why an authorisation did not happen: a refusal (never retried) or an outage (retried).
 enum No {
     Refused(String),
@@ -275,40 +278,43 @@ impl AuthorityActivities {
             .is_some_and(|k| k.resolve_images))
     }
 
-    /// Each service's image pinned to the digest its registry holds now (one request per
-    /// distinct reference); the first missing or refused image stops the release, named.
+    /// Each service's image pinned to the digest its registry holds now: the distinct
+    /// references resolved at once, all within [`PREFLIGHT_DEADLINE`] (inside the activity's
+    /// 30 s); a missing or refused image stops the release, named (the first service in the
+    /// release's order), and an unanswered one is retried.
     async fn pin_images(
         &self,
         services: &[proto::ServicePlan],
     ) -> Result<std::collections::BTreeMap<String, String>, No> {
+        use crate::registry::Unresolved;
         let logins = crate::registry::Logins::from_env().map_err(No::Refused)?;
-        let http = self.registry_http.get_or_init(|| {
-            reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(3))
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .expect("HTTP client builds")
-        });
-        let mut done: std::collections::BTreeMap<String, String> = Default::default();
+        let http = self.registry_http.get_or_init(crate::registry::client);
+        let mut distinct: Vec<&str> = services.iter().map(|s| s.image.as_str()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let lookups = futures::future::join_all(
+            distinct
+                .iter()
+                .map(|r| crate::registry::resolve(http, r, &logins)),
+        );
+        let results = tokio::time::timeout(PREFLIGHT_DEADLINE, lookups)
+            .await
+            .map_err(|_| {
+                No::Unavailable(format!(
+                    "image preflight: the registries did not answer within {} s",
+                    PREFLIGHT_DEADLINE.as_secs()
+                ))
+            })?;
+        let resolved: std::collections::BTreeMap<&str, Result<String, Unresolved>> =
+            distinct.into_iter().zip(results).collect();
         let mut out = std::collections::BTreeMap::new();
         for s in services {
-            let pinned = match done.get(&s.image) {
-                Some(p) => p.clone(),
-                None => {
-                    let p = crate::registry::resolve(http, &s.image, &logins)
-                        .await
-                        .map_err(|e| match e {
-                            crate::registry::Unresolved::Refused(w) => {
-                                No::Refused(format!("image preflight: {}: {w}", s.name))
-                            }
-                            crate::registry::Unresolved::Unavailable(w) => {
-                                No::Unavailable(format!("image preflight: {}: {w}", s.name))
-                            }
-                        })?;
-                    done.insert(s.image.clone(), p.clone());
-                    p
+            let pinned = resolved[s.image.as_str()].clone().map_err(|e| match e {
+                Unresolved::Refused(w) => No::Refused(format!("image preflight: {}: {w}", s.name)),
+                Unresolved::Unavailable(w) => {
+                    No::Unavailable(format!("image preflight: {}: {w}", s.name))
                 }
-            };
+            })?;
             tracing::info!(service = s.name, image = s.image, pinned, "image resolved");
             out.insert(s.name.clone(), pinned);
         }

@@ -428,9 +428,11 @@ pub async fn images(settings: &Settings, environment: &str, revision: &str) -> C
     let client = settings.connect("cutover-cli").await?;
     let desc = release_handle(&client, environment)
         .describe(Default::default())
-        .await;
+        .await
+        .ok();
+    let started = desc.as_ref().and_then(|d| d.start_time());
     let (deployment, outcome, record) =
-        if desc.is_ok_and(|d| d.workflow_type() == names::SHIFT_WORKFLOW) {
+        if desc.is_some_and(|d| d.workflow_type() == names::SHIFT_WORKFLOW) {
             let s = crate::canary_cmd::status_of(&client, environment).await?;
             (s.deployment_id, s.outcome, s.release)
         } else {
@@ -462,6 +464,22 @@ pub async fn images(settings: &Settings, environment: &str, revision: &str) -> C
             } else {
                 &outcome
             }
+        )));
+    }
+    // A rollback after it (during its keep-warm period) took the release back.
+    let rollback = client
+        .get_workflow_handle::<temporalio_common::UntypedWorkflow>(names::rollback_workflow_id(
+            environment,
+        ))
+        .describe(Default::default())
+        .await
+        .ok()
+        .and_then(|d| d.start_time());
+    if let (Some(release), Some(rollback)) = (started, rollback)
+        && rollback > release
+    {
+        return Err(CmdError::failed(format!(
+            "{environment}'s latest release ({deployment}, {revision}) was rolled back after it succeeded: its images are not passed on"
         )));
     }
     let unpinned: Vec<&String> = r

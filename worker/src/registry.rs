@@ -5,8 +5,9 @@
 //!
 //! Registries: the first path component is a registry when it has a `.` or `:` or is
 //! `localhost`; otherwise Docker Hub (`registry-1.docker.io`, `library/` for single names).
-//! HTTPS always, except plain HTTP for a loopback registry (127.0.0.0/8, `localhost`, `[::1]`),
-//! as container runtimes treat them.
+//! HTTPS always, except plain HTTP for a loopback registry (127.0.0.0/8, `localhost`), as
+//! container runtimes treat them; a Bearer token realm must be HTTPS too (unless the registry is
+//! on loopback), and redirects never go from HTTPS to HTTP.
 //!
 //! Credentials come from the worker's environment only: `CUTOVER_REGISTRY_AUTH_FILE` names a
 //! Docker `config.json` (the content of a `kubernetes.io/dockerconfigjson` Secret), whose
@@ -60,7 +61,16 @@ pub fn locate(name: &str) -> Location {
     let mut parts: Vec<&str> = name.split('/').collect();
     let explicit = parts.len() > 1
         && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost");
-    if !explicit {
+    // Docker Hub, however it is written: `x`, `org/x`, `docker.io/x`, `index.docker.io/org/x`.
+    let hub = explicit
+        && matches!(
+            parts[0],
+            "docker.io" | "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com"
+        );
+    if hub {
+        parts.remove(0);
+    }
+    if !explicit || hub {
         if parts.len() == 1 {
             parts.insert(0, "library");
         }
@@ -230,6 +240,27 @@ fn parse_challenge(header: &str) -> Option<Challenge> {
     }
 }
 
+/// The preflight's HTTP client: short timeouts, and redirects (registries send blob and
+/// manifest requests to storage) followed only from HTTPS to HTTPS, at most five.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(8))
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let downgrade = attempt.previous().iter().any(|u| u.scheme() == "https")
+                && attempt.url().scheme() != "https";
+            if downgrade {
+                attempt.error("a redirect from HTTPS to HTTP")
+            } else if attempt.previous().len() > 5 {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
+        .build()
+        .expect("HTTP client builds")
+}
+
 /// `reference` pinned: `repository[:tag]@sha256:…` as written, with the digest the registry
 /// holds for it now. A reference that already names a digest is checked to exist.
 pub async fn resolve(
@@ -276,6 +307,23 @@ pub async fn resolve(
                 Some(basic(l))
             }
             Some(Challenge::Bearer { realm, service }) => {
+                // The worker's credentials go only to an HTTPS token server (a loopback
+                // registry's own plain-HTTP one aside).
+                if !(realm.starts_with("https://")
+                    || (is_loopback_registry(&loc.registry)
+                        && url::Url::parse(&realm).is_ok_and(|u| {
+                            u.host_str().is_some_and(|h| {
+                                h == "localhost"
+                                    || h.parse::<std::net::IpAddr>()
+                                        .is_ok_and(|ip| ip.is_loopback())
+                            })
+                        })))
+                {
+                    return Err(Unresolved::Refused(format!(
+                        "image {reference}: registry {} names a token server that is not HTTPS ({realm}); the worker sends no credentials there",
+                        loc.registry
+                    )));
+                }
                 let mut q = vec![(
                     "scope".to_owned(),
                     format!("repository:{}:pull", loc.repository),
@@ -294,6 +342,13 @@ pub async fn resolve(
                     r = r.basic_auth(&l.username, Some(&l.password));
                 }
                 let t = r.send().await.map_err(unavailable)?;
+                if t.status().as_u16() == 429 || t.status().is_server_error() {
+                    return Err(Unresolved::Unavailable(format!(
+                        "image {reference}: the token server of registry {} answered {}",
+                        loc.registry,
+                        t.status()
+                    )));
+                }
                 if !t.status().is_success() {
                     return Err(if login.is_some() {
                         refused_login(reference, &loc.registry, t.status())
@@ -327,7 +382,12 @@ pub async fn resolve(
             .and_then(|h| h.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        if !(digest.starts_with("sha256:") && digest.len() == 71) {
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        if !(hex.len() == 64
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()))
+        {
             return Err(Unresolved::Refused(format!(
                 "image {reference}: registry {} gave no sha256 digest for it (Docker-Content-Digest: {digest:?})",
                 loc.registry
@@ -412,6 +472,18 @@ mod tests {
             )
         );
         assert_eq!(locate("postgres").repository, "library/postgres");
+        for hub in ["docker.io/postgres", "index.docker.io/library/postgres"] {
+            let l = locate(hub);
+            assert_eq!(
+                (l.registry.as_str(), l.repository.as_str(), l.base.as_str()),
+                (
+                    "docker.io",
+                    "library/postgres",
+                    "https://registry-1.docker.io"
+                ),
+                "{hub}"
+            );
+        }
         let l = locate("127.0.0.1:5000/jts/order-execution");
         assert_eq!(
             (l.registry.as_str(), l.base.as_str()),

@@ -127,6 +127,21 @@ pub fn render_service(
                     "{what}: the Deployment is named {name:?}; it must be {want:?}"
                 )));
             }
+            // What runs is what was recorded: the service's own image (pinned by the image
+            // preflight), or one the template itself pins by digest (part of the release's
+            // content digest). A tag in the template could change after the approval.
+            let pod = &d["spec"]["template"]["spec"];
+            for list in ["initContainers", "containers", "ephemeralContainers"] {
+                for c in pod[list].as_array().into_iter().flatten() {
+                    let image = c["image"].as_str().unwrap_or_default();
+                    if image != plan.image && !image.contains("@sha256:") {
+                        return Err(Failure::InvalidInput(format!(
+                            "{what}: {list} {:?} runs {image:?}: a container runs the service's image ({{{{image}}}}) or an image pinned by digest",
+                            c["name"].as_str().unwrap_or_default()
+                        )));
+                    }
+                }
+            }
             let labels = &d["spec"]["template"]["metadata"]["labels"];
             if labels["app"] != json!(plan.name) || labels["version"] != json!(color) {
                 return Err(Failure::InvalidInput(format!(
@@ -219,5 +234,34 @@ mod tests {
             e.to_string().contains("must be \"order-execution-blue\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_container_runs_the_recorded_image_or_one_pinned_by_digest() {
+        let sidecar = |image: &str| {
+            TEMPLATE.replace(
+                "          image: {{image}}\n",
+                &format!(
+                    "          image: {{{{image}}}}\n        - name: shipper\n          image: {image}\n"
+                ),
+            )
+        };
+        assert_ne!(sidecar("x"), TEMPLATE, "the template has the image line");
+        let e = render_service(
+            &plan(&sidecar("fluent/fluent-bit:3.1")),
+            "ns",
+            "blue",
+            1,
+            60,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "containers \"shipper\" runs \"fluent/fluent-bit:3.1\": a container runs the service's image ({{image}}) or an image pinned by digest"
+            ),
+            "{e}"
+        );
+        let pinned = format!("fluent/fluent-bit:3.1@sha256:{}", "a".repeat(64));
+        assert!(render_service(&plan(&sidecar(&pinned)), "ns", "blue", 1, 60).is_ok());
     }
 }
