@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds (once) and caches the Argo Rollouts controller, the peer the comparison with Argo
+# Rollouts (issue 14) runs against the Kubernetes test bed, from its published Go module at a
+# pinned release, with its CRDs (Rollout, AnalysisTemplate, AnalysisRun, ...) beside it. Prints
+# the cache folder (bin/rollouts-controller, crds/) as its last line. A cold build takes ~2.5 min
+# on 2 cores. Not called by .ci/run or scripts/test.sh yet: nothing runs the controller so far.
+#
+# v1.10.1, not v1.10.2: v1.10.2's go.mod needs Go 1.26.10 and this machine has 1.26.8. The
+# module's go.mod replaces the Kubernetes modules with its own versions, which only a main
+# module honours, so the source is copied into a scratch folder and built as the main module.
+set -euo pipefail
+ARGO_ROLLOUTS_VERSION=v1.10.1
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/cutover-testbin"
+out="$cache/argo-rollouts-$ARGO_ROLLOUTS_VERSION"
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+
+if [ ! -x "$out/bin/rollouts-controller" ]; then
+  echo "argo-rollouts-build: building the rollouts controller $ARGO_ROLLOUTS_VERSION into $out" >&2
+  tmp=$(mktemp -d)
+  trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
+  src=$(cd "$tmp" && go mod download -json "github.com/argoproj/argo-rollouts@$ARGO_ROLLOUTS_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$src" ] || { echo "argo-rollouts-build: module source not found" >&2; exit 1; }
+  cp -r "$src" "$tmp/argo-rollouts"
+  chmod -R u+w "$tmp/argo-rollouts"
+  mkdir -p "$out/bin" "$out/crds"
+  (cd "$tmp/argo-rollouts" && go build -trimpath \
+    -ldflags "-s -w -X github.com/argoproj/argo-rollouts/utils/version.version=$ARGO_ROLLOUTS_VERSION" \
+    -o "$out/bin/rollouts-controller.tmp" ./cmd/rollouts-controller)
+  cp "$tmp"/argo-rollouts/manifests/crds/*-crd.yaml "$out/crds/"
+  mv "$out/bin/rollouts-controller.tmp" "$out/bin/rollouts-controller"
+fi
+echo "$out"
