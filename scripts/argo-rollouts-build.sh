@@ -9,6 +9,8 @@
 # module's go.mod replaces the Kubernetes modules with its own versions, which only a main
 # module honours, so the source is copied into a scratch folder and built as the main module.
 set -euo pipefail
+# shellcheck source=scripts/go-module.sh
+. "$(dirname "$0")/go-module.sh"
 ARGO_ROLLOUTS_VERSION=v1.10.1
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/cutover-testbin"
 out="$cache/argo-rollouts-$ARGO_ROLLOUTS_VERSION"
@@ -18,11 +20,7 @@ if [ ! -x "$out/bin/rollouts-controller" ]; then
   echo "argo-rollouts-build: building the rollouts controller $ARGO_ROLLOUTS_VERSION into $out" >&2
   tmp=$(mktemp -d)
   trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
-  src=$(cd "$tmp" && go mod download -json "github.com/argoproj/argo-rollouts@$ARGO_ROLLOUTS_VERSION" |
-    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [ -d "$src" ] || { echo "argo-rollouts-build: module source not found" >&2; exit 1; }
-  cp -r "$src" "$tmp/argo-rollouts"
-  chmod -R u+w "$tmp/argo-rollouts"
+  module_copy "github.com/argoproj/argo-rollouts@$ARGO_ROLLOUTS_VERSION" "$tmp/argo-rollouts"
   mkdir -p "$out/bin" "$out/crds"
   (cd "$tmp/argo-rollouts" && go build -trimpath \
     -ldflags "-s -w -X github.com/argoproj/argo-rollouts/utils/version.version=$ARGO_ROLLOUTS_VERSION" \

@@ -10,6 +10,8 @@
 # here (its types are the empty extension points Traefik's open-source build uses) and an empty
 # web UI (the dashboard is not used by the tests).
 set -euo pipefail
+# shellcheck source=scripts/go-module.sh
+. "$(dirname "$0")/go-module.sh"
 TRAEFIK_VERSION=v3.6.12
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/cutover-testbin"
 out="$cache/traefik-$TRAEFIK_VERSION"
@@ -20,11 +22,7 @@ if [ ! -x "$out/traefik" ]; then
   mkdir -p "$out"
   tmp=$(mktemp -d)
   trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
-  src=$(cd "$tmp" && go mod download -json "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" \
-    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [ -d "$src" ] || { echo "gateway-build: module source not found" >&2; exit 1; }
-  cp -r "$src" "$tmp/traefik"
-  chmod -R u+w "$tmp/traefik"
+  module_copy "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" "$tmp/traefik"
   ext="$tmp/traefik/pkg/config/dynamic/ext"
   mkdir -p "$ext" "$tmp/traefik/webui/static"
   printf 'module github.com/traefik/traefik/dynamic/ext\n\ngo 1.24.0\n' >"$ext/go.mod"

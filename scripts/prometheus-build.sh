@@ -6,6 +6,8 @@
 # remove_all_sd,enable_kubernetes_sd); no web UI assets. Prints the binary's path as its last
 # line. A cold build takes ~4 min on 2 cores. (promtool and the other tests keep using Debian's.)
 set -euo pipefail
+# shellcheck source=scripts/go-module.sh
+. "$(dirname "$0")/go-module.sh"
 PROMETHEUS_MODULE_VERSION=v0.316.0   # Prometheus 3.16.0
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/cutover-testbin"
 out="$cache/prometheus-$PROMETHEUS_MODULE_VERSION"
@@ -17,11 +19,7 @@ if [ ! -x "$out/prometheus" ]; then
   mkdir -p "$out"
   tmp=$(mktemp -d)
   trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
-  src=$(cd "$tmp" && go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" \
-    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [ -d "$src" ] || { echo "prometheus-build: module source not found" >&2; exit 1; }
-  cp -r "$src" "$tmp/prometheus"
-  chmod -R u+w "$tmp/prometheus"
+  module_copy "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" "$tmp/prometheus"
   (cd "$tmp/prometheus" && go build -trimpath -tags remove_all_sd,enable_kubernetes_sd \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_MODULE_VERSION" \
     -o "$out/prometheus.tmp" ./cmd/prometheus)

@@ -10,6 +10,8 @@
 # Prints the cache folder (bin/registry, bin/crane, bin/actionlint) as its last line. A cold
 # build takes ~4 min on 2 cores; each tool is built on its own, so an interrupted run resumes.
 set -euo pipefail
+# shellcheck source=scripts/go-module.sh
+. "$(dirname "$0")/go-module.sh"
 DISTRIBUTION_VERSION=v3.1.2
 CRANE_VERSION=v0.22.1
 ACTIONLINT_VERSION=v1.7.12
@@ -38,9 +40,7 @@ build actionlint "github.com/rhysd/actionlint@$ACTIONLINT_VERSION" \
   github.com/rhysd/actionlint/cmd/actionlint
 crds="$cache/prometheus-operator-crds-$PROMETHEUS_OPERATOR_VERSION"
 if [ ! -f "$crds/monitoring.coreos.com_servicemonitors.yaml" ]; then
-  src=$(cd "$(mktemp -d)" && go mod download -json \
-    "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
-    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  src=$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
   mkdir -p "$crds.tmp"
   for k in servicemonitors podmonitors prometheusrules; do
     cp "$src/example/prometheus-operator-crd/monitoring.coreos.com_$k.yaml" "$crds.tmp/"
