@@ -71,8 +71,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, FilesError> {
     let shown = dir.display().to_string();
     let entries =
         std::fs::read_dir(dir).map_err(|e| FilesError::Read(shown.clone(), e.to_string()))?;
-    let mut ups: BTreeMap<i64, (String, String)> = BTreeMap::new();
-    let mut downs: BTreeMap<i64, (String, String)> = BTreeMap::new();
+    // version → (name, text, the version as written: `0003` stays `0003` in findings)
+    type Files = BTreeMap<i64, (String, String, String)>;
+    let mut ups: Files = BTreeMap::new();
+    let mut downs: Files = BTreeMap::new();
     for entry in entries {
         let entry = entry.map_err(|e| FilesError::Read(shown.clone(), e.to_string()))?;
         let file = entry.file_name().to_string_lossy().into_owned();
@@ -115,7 +117,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, FilesError> {
         let text = std::fs::read_to_string(entry.path())
             .map_err(|e| FilesError::Read(file.clone(), e.to_string()))?;
         let map = if up { &mut ups } else { &mut downs };
-        if let Some((other, _)) = map.insert(version, (name.to_owned(), text)) {
+        if let Some((other, _, _)) = map.insert(version, (name.to_owned(), text, v.to_owned())) {
             return Err(FilesError::Layout(
                 file,
                 format!("version {version} is also used by {other}"),
@@ -123,24 +125,26 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, FilesError> {
         }
     }
     let mut out = Vec::new();
-    for (version, (name, up)) in &ups {
-        let Some((down_name, down)) = downs.get(version) else {
+    for (version, (name, up, v)) in &ups {
+        let Some((down_name, down, dv)) = downs.get(version) else {
             return Err(FilesError::Layout(
-                format!("{version}_{name}.up.sql"),
-                format!("no {version}_{name}.down.sql: every migration must be reversible"),
+                format!("{v}_{name}.up.sql"),
+                format!("no {v}_{name}.down.sql: every migration must be reversible"),
             ));
         };
         if down_name != name {
             return Err(FilesError::Layout(
-                format!("{version}_{down_name}.down.sql"),
-                format!("its up file is named {version}_{name}.up.sql"),
+                format!("{dv}_{down_name}.down.sql"),
+                format!("its up file is named {v}_{name}.up.sql"),
             ));
         }
-        out.push(migration(*version, name, up.clone(), down.clone()));
+        let mut m = migration(*version, name, up.clone(), down.clone());
+        m.file = format!("{v}_{name}.up.sql");
+        out.push(m);
     }
-    if let Some((version, (name, _))) = downs.iter().find(|(v, _)| !ups.contains_key(v)) {
+    if let Some((_, (name, _, v))) = downs.iter().find(|(v, _)| !ups.contains_key(v)) {
         return Err(FilesError::Layout(
-            format!("{version}_{name}.down.sql"),
+            format!("{v}_{name}.down.sql"),
             "no matching up file".into(),
         ));
     }

@@ -1,250 +1,259 @@
-//! The corpus: unsafe and contract migrations, each flagged with the right rule and a safe
-//! alternative; safe migrations that pass. Every rule appears at least once.
+//! The check against the labelled corpus (`migrate/tests/corpus/`, labels measured on
+//! PostgreSQL 15 by `tests/tests/migration_oracle.rs`): every case's verdict must agree with
+//! its label; the confusion matrix is printed (`cargo test -p migrate --test corpus --
+//! --nocapture`).
 
-use migrate::files::migration;
-use migrate::{Class, check_migrations};
+use migrate::corpus::{self, Case, Outcome};
+use migrate::{Class, Finding, Severity, check_migrations};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-const T: &str = "SET lock_timeout = '2s';\nSET statement_timeout = '30s';\n";
+fn dir() -> PathBuf {
+    PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/corpus")
+}
 
-fn findings(sql: &str, contract: bool, no_tx: bool) -> Vec<(String, Class, bool)> {
-    let mut text = String::new();
-    if contract {
-        text.push_str("-- cutover: contract\n");
-    }
-    if no_tx {
-        text.push_str("-- no-transaction\n");
-    }
-    text.push_str(sql);
-    let r = check_migrations(&[migration(7, "case", text, String::new())]);
-    for f in &r.findings {
-        assert!(!f.alternative.is_empty(), "{f:?} has no alternative");
-        assert!(!f.statement.is_empty() && f.line >= 1, "{f:?}");
-        assert_eq!(f.file, "7_case.up.sql");
-    }
-    assert_eq!(r.ok, r.findings.iter().all(|f| !f.blocking));
-    r.findings
+/// The findings on the case's own file, checked after the fixture and the earlier files.
+fn findings(case: &Case) -> Vec<Finding> {
+    let mut files = vec![corpus::fixture(&dir())];
+    files.extend(case.earlier.iter().cloned());
+    files.push(case.migration.clone());
+    let report = check_migrations(&files);
+    report
+        .findings
         .into_iter()
-        .map(|f| (f.rule, f.class, f.blocking))
+        .filter(|f| f.file == case.migration.file)
         .collect()
 }
 
-fn rules(sql: &str) -> Vec<String> {
-    findings(sql, false, false)
-        .into_iter()
-        .map(|f| f.0)
-        .collect()
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Verdict {
+    Passes,
+    Contract,
+    Unsafe,
 }
 
-/// (SQL after the timeouts, the one rule it must raise)
-const UNSAFE: &[(&str, &str)] = &[
-    (
-        "CREATE INDEX orders_symbol ON orders (symbol);",
-        "index-without-concurrently",
-    ),
-    (
-        "CREATE UNIQUE INDEX orders_ref ON orders (ref);",
-        "index-without-concurrently",
-    ),
-    (
-        "DROP INDEX orders_symbol;",
-        "drop-index-without-concurrently",
-    ),
-    (
-        "CREATE INDEX CONCURRENTLY orders_symbol ON orders (symbol);",
-        "concurrently-in-transaction",
-    ),
-    (
-        "DROP INDEX CONCURRENTLY orders_symbol;",
-        "concurrently-in-transaction",
-    ),
-    (
-        "ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid();",
-        "volatile-default",
-    ),
-    (
-        "ALTER TABLE orders ADD COLUMN r float8 DEFAULT random();",
-        "volatile-default",
-    ),
-    (
-        "ALTER TABLE orders ADD COLUMN seen timestamptz DEFAULT clock_timestamp();",
-        "volatile-default",
-    ),
-    (
-        "ALTER TABLE orders ADD COLUMN total numeric GENERATED ALWAYS AS (qty * price) STORED;",
-        "stored-generated-column",
-    ),
-    (
-        "ALTER TABLE orders ALTER COLUMN qty TYPE bigint;",
-        "column-type-change",
-    ),
-    (
-        "ALTER TABLE orders ALTER COLUMN symbol TYPE varchar(8);",
-        "column-type-change",
-    ),
-    (
-        "ALTER TABLE orders ALTER COLUMN symbol SET NOT NULL;",
-        "set-not-null",
-    ),
-    (
-        "ALTER TABLE orders ADD CONSTRAINT orders_account_fk FOREIGN KEY (account_id) REFERENCES accounts (id);",
-        "constraint-without-not-valid",
-    ),
-    (
-        "ALTER TABLE orders ADD CONSTRAINT qty_positive CHECK (qty > 0);",
-        "constraint-without-not-valid",
-    ),
-    (
-        "ALTER TABLE orders ADD COLUMN account_id bigint REFERENCES accounts (id);",
-        "constraint-without-not-valid",
-    ),
-    (
-        "ALTER TABLE orders ADD CONSTRAINT orders_ref_key UNIQUE (ref);",
-        "add-unique-or-primary-key",
-    ),
-    (
-        "ALTER TABLE fills ADD PRIMARY KEY (id);",
-        "add-unique-or-primary-key",
-    ),
-    (
-        "ALTER TABLE orders ADD COLUMN venue text NOT NULL;",
-        "not-null-column-without-default",
-    ),
-    ("VACUUM FULL orders;", "vacuum-full"),
-    ("CLUSTER orders USING orders_pkey;", "cluster"),
-    ("TRUNCATE orders CASCADE;", "truncate-cascade"),
-    (
-        "ALTER TABLE orders RENAME COLUMN qty TO quantity;",
-        "rename-column",
-    ),
-    ("ALTER TABLE orders RENAME TO trades;", "rename-table"),
-];
+fn verdict(f: &[Finding]) -> Verdict {
+    if f.iter().any(|f| f.blocking && f.class == Class::Unsafe) {
+        Verdict::Unsafe
+    } else if f
+        .iter()
+        .any(|f| f.class == Class::Contract && f.severity == Severity::Error)
+    {
+        Verdict::Contract
+    } else {
+        Verdict::Passes
+    }
+}
 
-const CONTRACT: &[(&str, &str)] = &[
-    ("ALTER TABLE orders DROP COLUMN note;", "drop-column"),
-    ("DROP TABLE legacy_orders;", "drop-table"),
-    (
-        "ALTER TABLE orders ALTER COLUMN note DROP NOT NULL;",
-        "drop-not-null",
-    ),
-    ("TRUNCATE order_audit;", "truncate"),
-];
-
-#[test]
-fn every_unsafe_statement_is_flagged_with_its_rule() {
-    for (sql, rule) in UNSAFE {
-        let f = findings(&format!("{T}{sql}\n"), false, false);
-        assert!(
+/// Whether the check's findings say what the measurement saw.
+fn agrees(case: &Case, f: &[Finding]) -> Result<(), String> {
+    let v = verdict(f);
+    let ok = match case.expect {
+        Outcome::Safe => v == Verdict::Passes,
+        Outcome::Breaks => {
+            if case.migration.contract {
+                v == Verdict::Contract && !f.iter().any(|f| f.blocking)
+            } else {
+                v != Verdict::Passes
+            }
+        }
+        Outcome::Blocks => v == Verdict::Unsafe && f.iter().any(|f| f.blocking && f.lock.is_some()),
+        Outcome::Rewrites => v == Verdict::Unsafe && f.iter().any(|f| f.blocking && f.rewrite),
+        Outcome::Fails => v == Verdict::Unsafe,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: labelled {}, the check says {v:?}:\n{}",
+            case.name,
+            case.expect.name(),
             f.iter()
-                .any(|(r, c, b)| r == rule && *c == Class::Unsafe && *b),
-            "{sql}: expected {rule}, got {f:?}"
-        );
-        // And nothing else is claimed of it except what the rule implies.
-        assert!(
-            f.iter().all(|(_, c, _)| *c == Class::Unsafe),
-            "{sql}: {f:?}"
-        );
+                .map(|f| format!(
+                    "  {} {:?} {:?} blocking={} lock={:?} rewrite={}: {}",
+                    f.rule, f.severity, f.class, f.blocking, f.lock, f.rewrite, f.message
+                ))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))
     }
 }
 
 #[test]
-fn contract_statements_fail_outside_contract_files_and_pass_inside() {
-    for (sql, rule) in CONTRACT {
-        let outside = findings(&format!("{T}{sql}\n"), false, false);
-        assert_eq!(
-            outside,
-            vec![(rule.to_string(), Class::Contract, true)],
-            "{sql}"
-        );
-        let inside = findings(&format!("{T}{sql}\n"), true, false);
-        assert_eq!(
-            inside,
-            vec![(rule.to_string(), Class::Contract, false)],
-            "{sql}"
-        );
+fn the_check_agrees_with_every_measured_label() {
+    let cases = corpus::load(&dir()).unwrap();
+    let mut matrix: BTreeMap<(Outcome, Verdict), usize> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let f = findings(case);
+        for x in &f {
+            assert!(
+                !x.alternative.is_empty(),
+                "{}: {x:?} has no alternative",
+                case.name
+            );
+            assert!(
+                !x.statement.is_empty() && x.line >= 1,
+                "{}: {x:?}",
+                case.name
+            );
+        }
+        *matrix.entry((case.expect, verdict(&f))).or_default() += 1;
+        if let Err(e) = agrees(case, &f) {
+            wrong.push(e);
+        }
     }
-}
-
-#[test]
-fn missing_timeouts_are_flagged_and_set_ones_are_not() {
-    let r = rules("ALTER TABLE orders ADD COLUMN note text;\n");
-    assert_eq!(r, ["missing-lock-timeout", "missing-statement-timeout"]);
-    let r = rules("SET lock_timeout = '1s';\nALTER TABLE orders ADD COLUMN note text;\n");
-    assert_eq!(r, ["missing-statement-timeout"]);
-    let r = rules(
-        "SET LOCAL lock_timeout = '1s';\nSET LOCAL statement_timeout = '5s';\nALTER TABLE orders ADD COLUMN note text;\n",
+    println!(
+        "corpus: {} cases; rows: measured outcome, columns: the check's verdict",
+        cases.len()
     );
-    assert!(r.is_empty(), "{r:?}");
+    println!(
+        "{:<10} {:>8} {:>9} {:>7}",
+        "", "passes", "contract", "unsafe"
+    );
+    for o in Outcome::ALL {
+        println!(
+            "{:<10} {:>8} {:>9} {:>7}",
+            o.name(),
+            matrix.get(&(o, Verdict::Passes)).unwrap_or(&0),
+            matrix.get(&(o, Verdict::Contract)).unwrap_or(&0),
+            matrix.get(&(o, Verdict::Unsafe)).unwrap_or(&0)
+        );
+    }
+    println!("disagreements: {}", wrong.len());
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(cases.len() >= 120, "only {} cases", cases.len());
+    // Every kind the corpus must cover, with safe and unsafe cases.
+    for kind in [
+        "indexes",
+        "reindex",
+        "lock_table",
+        "backfills",
+        "persistence",
+        "exclusion",
+        "domains",
+        "identity_serial",
+        "defaults",
+        "transactions",
+        "new_tables",
+        "contract",
+        "type_changes",
+        "constraints",
+        "columns",
+    ] {
+        let of: Vec<&Case> = cases.iter().filter(|c| c.kind == kind).collect();
+        assert!(
+            of.iter().any(|c| c.expect == Outcome::Safe)
+                && of.iter().any(|c| c.expect != Outcome::Safe),
+            "{kind}: needs safe and unsafe cases"
+        );
+    }
+}
+
+#[test]
+fn the_fixture_is_clean_history() {
+    let r = check_migrations(&[corpus::fixture(&dir())]);
+    assert!(r.findings.is_empty(), "{}", r.text());
+}
+
+fn case_findings(earlier: &[&str], sql: &str) -> Vec<Finding> {
+    let mut files = vec![corpus::fixture(&dir())];
+    for (i, e) in earlier.iter().enumerate() {
+        files.push(migrate::files::migration(
+            2 + i as i64,
+            "earlier",
+            (*e).to_owned(),
+            String::new(),
+        ));
+    }
+    let v = 2 + earlier.len() as i64;
+    files.push(migrate::files::migration(
+        v,
+        "case",
+        sql.to_owned(),
+        String::new(),
+    ));
+    check_migrations(&files)
+        .findings
+        .into_iter()
+        .filter(|f| f.file == format!("{v}_case.up.sql"))
+        .collect()
+}
+
+#[test]
+fn messages_state_types_as_written_and_the_lock_held() {
+    let f = case_findings(
+        &[],
+        "ALTER TABLE orders ALTER COLUMN note TYPE varchar(32);\n",
+    );
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].message.contains("from varchar(64) to varchar(32)"),
+        "{}",
+        f[0].message
+    );
+    assert_eq!(f[0].lock.as_deref(), Some("ACCESS EXCLUSIVE"));
+    assert_eq!(f[0].table, "public.orders");
+    // The transaction rule names the statement that took the lock, and advice that is safe when
+    // followed literally.
+    let f = case_findings(
+        &[],
+        "ALTER TABLE orders ADD CONSTRAINT c CHECK (qty > 0) NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT c;\n",
+    );
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].rule, "long-statement-under-held-lock");
+    assert_eq!(f[0].line, 2);
+    assert!(f[0].message.contains("(line 1)"), "{}", f[0].message);
+    assert!(
+        f[0].alternative.contains("later migration"),
+        "{}",
+        f[0].alternative
+    );
+    // SET NOT NULL's advice is the split pattern, never one transaction.
+    let f = case_findings(&[], "ALTER TABLE orders ALTER COLUMN note SET NOT NULL;\n");
+    assert!(
+        f[0].alternative
+            .contains("in a later migration (or a `-- no-transaction` file)")
+    );
+}
+
+#[test]
+fn file_names_are_reported_as_on_disk() {
+    let dir = std::env::temp_dir().join(format!("cutover-check-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("0007_idx.up.sql"),
+        "CREATE INDEX o ON orders (symbol);\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("0007_idx.down.sql"), "DROP INDEX o;\n").unwrap();
+    let r = migrate::check_dir(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(r.findings[0].file, "0007_idx.up.sql");
+    assert_eq!(r.files[0].file, "0007_idx.up.sql");
 }
 
 #[test]
 fn sql_that_does_not_parse_fails_closed() {
-    let f = findings(
-        &format!("{T}ALTER TABLE orders ADD COLUMN;\n"),
-        false,
-        false,
-    );
+    let f = case_findings(&[], "ALTER TABLE orders ADD COLUMN;\n");
     assert_eq!(f.len(), 1);
-    assert_eq!(f[0].0, "unparseable");
-    assert!(f[0].2);
-}
-
-#[test]
-fn a_no_transaction_file_must_not_open_a_transaction() {
-    let f = findings(
-        &format!("{T}BEGIN;\nCREATE INDEX CONCURRENTLY o ON orders (symbol);\nCOMMIT;\n"),
-        false,
-        true,
-    );
-    assert!(
-        f.iter().any(|x| x.0 == "concurrently-in-transaction"),
-        "{f:?}"
-    );
-}
-
-#[test]
-fn safe_migrations_pass() {
-    let safe = [
-        // New tables and their indexes and constraints: nothing to lock or rewrite.
-        "CREATE TABLE fills (id bigint PRIMARY KEY, order_id bigint NOT NULL, qty int NOT NULL CHECK (qty > 0));\nCREATE INDEX fills_order ON fills (order_id);\nALTER TABLE fills ADD CONSTRAINT fills_order_fk FOREIGN KEY (order_id) REFERENCES orders (id);",
-        // Nullable column; constant default (no rewrite since PostgreSQL 11); stable default.
-        "ALTER TABLE orders ADD COLUMN note text;",
-        "ALTER TABLE orders ADD COLUMN venue text NOT NULL DEFAULT 'XNAS';",
-        "ALTER TABLE orders ADD COLUMN created_at timestamptz DEFAULT now();",
-        // Constraints added NOT VALID, validated separately.
-        "ALTER TABLE orders ADD CONSTRAINT orders_account_fk FOREIGN KEY (account_id) REFERENCES accounts (id) NOT VALID;",
-        "ALTER TABLE orders VALIDATE CONSTRAINT orders_account_fk;",
-        // SET NOT NULL after a validated CHECK (col IS NOT NULL).
-        "ALTER TABLE orders ADD CONSTRAINT symbol_nn CHECK (symbol IS NOT NULL) NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT symbol_nn;\nALTER TABLE orders ALTER COLUMN symbol SET NOT NULL;",
-        // Unique constraint from an index built concurrently beforehand.
-        "ALTER TABLE orders ADD CONSTRAINT orders_ref_key UNIQUE USING INDEX orders_ref_idx;",
-        // varchar -> text is binary coercible.
-        "ALTER TABLE orders ALTER COLUMN symbol TYPE text;",
-        "VACUUM orders;",
-        "INSERT INTO venues (code) VALUES ('XNAS') ON CONFLICT DO NOTHING;",
-    ];
-    for sql in safe {
-        let r = rules(&format!("{T}{sql}\n"));
-        assert!(r.is_empty(), "{sql}: {r:?}");
-    }
-    // CONCURRENTLY in a `-- no-transaction` file.
-    for sql in [
-        "CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_symbol ON orders (symbol);",
-        "DROP INDEX CONCURRENTLY IF EXISTS orders_symbol;",
-    ] {
-        let f = findings(&format!("{T}{sql}\n"), false, true);
-        assert!(f.is_empty(), "{sql}: {f:?}");
-    }
+    assert_eq!(f[0].rule, "unparseable");
+    assert!(f[0].blocking);
 }
 
 #[test]
 fn the_repository_migrations_pass_the_check() {
-    let dir = std::path::Path::new(
-        &std::env::var("CARGO_MANIFEST_DIR")
-            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
-    )
-    .parent()
-    .unwrap()
-    .join("db/migrations");
+    let dir = dir()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("db/migrations");
     let report = migrate::check_dir(&dir).unwrap();
     assert!(report.ok, "{}", report.text());
     assert!(report.files.len() >= 4);

@@ -13,6 +13,7 @@
 //! - the Kubernetes platform through a real gateway (`--only kubernetes`, see bench/kube.rs):
 //!   cutover window as clients see it, failed requests, failed check → previous version, canary
 //!   breach → decision → stable;
+//! - the migration safety check on a folder of 500 migrations (`--only migrate-check`);
 //! - 100 deployments at once in 100 environments (`--envs N`), each rolled back by its
 //!   validation window: worker RSS and CPU time, failed check → rollback decision (p50, p99),
 //!   history events per deployment.
@@ -23,6 +24,8 @@
 mod kube;
 #[path = "kube_env.rs"]
 mod kube_env;
+#[path = "bench/migrate_check.rs"]
+mod migrate_check;
 #[path = "bench/resume.rs"]
 mod resume;
 #[path = "bench/scale.rs"]
@@ -84,7 +87,7 @@ fn main() {
     let demo = std::env::args().any(|a| a == "--demo");
     if std::env::args().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: cutover-bench [--demo] [--envs N] [--runs N] [--only resume|migration|scale|reverts|kubernetes] [--timer-shift MS]\n  prints deployment figures; --demo runs the demo instead;\n  --envs N: deployments at once in the scale section (default 100);\n  --runs N: kills per phase and setup in the resume section (default 5);\n  --only SECTION: run that section alone (reverts: --runs N reverts, at least 20; kubernetes: --runs N blue-green releases, default 3, through the test cluster's gateway)\n  --timer-shift MS: the resume section's Temporal server with history.timerProcessorMaxTimeShift at MS ms (the server's default is 1000: timers due sooner than that can fire up to that late)\n  CUTOVER_BENCH_TRACE=1: also print the history events around each kill and slow decision"
+            "usage: cutover-bench [--demo] [--envs N] [--runs N] [--only resume|migration|scale|reverts|kubernetes|migrate-check] [--timer-shift MS]\n  prints deployment figures; --demo runs the demo instead;\n  --envs N: deployments at once in the scale section (default 100);\n  --runs N: kills per phase and setup in the resume section (default 5);\n  --only SECTION: run that section alone (reverts: --runs N reverts, at least 20; kubernetes: --runs N blue-green releases, default 3, through the test cluster's gateway; migrate-check: the migration check on 500 files, --runs N times)\n  --timer-shift MS: the resume section's Temporal server with history.timerProcessorMaxTimeShift at MS ms (the server's default is 1000: timers due sooner than that can fire up to that late)\n  CUTOVER_BENCH_TRACE=1: also print the history events around each kill and slow decision"
         );
         return;
     }
@@ -122,8 +125,11 @@ fn main() {
                 resume::reverts(&temporal.address(), &config, &platform, runs.max(20));
             }
             "kubernetes" => kube::run(number("--runs", 3)),
+            "migrate-check" => migrate_check::run(&dir, runs),
             other => {
-                panic!("--only {other}: expected resume, migration, scale, reverts or kubernetes")
+                panic!(
+                    "--only {other}: expected resume, migration, scale, reverts, kubernetes or migrate-check"
+                )
             }
         }
         return;

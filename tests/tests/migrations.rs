@@ -521,8 +521,16 @@ fn migrate_check_on_its_own_exits_non_zero_on_unsafe_files_and_prints_json() {
     assert_eq!(run.code, 1, "{run:?}");
     let v: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(v["ok"], false);
-    assert_eq!(v["findings"][0]["rule"], "index-without-concurrently");
-    assert_eq!(v["findings"][0]["line"], 3);
+    assert_eq!(v["format"], "cutover.migrate.check/v1");
+    let f = &v["findings"][0];
+    assert_eq!(f["rule"], "index-build-blocks-writes");
+    assert_eq!(f["line"], 3);
+    assert_eq!(f["file"], "5_idx.up.sql");
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["lock"], "SHARE");
+    assert_eq!(f["table"], "public.orders");
+    assert_eq!(f["rewrite"], false);
+    assert!(f["alternative"].as_str().unwrap().contains("CONCURRENTLY"));
     let run = run_cli(
         "127.0.0.1:1",
         &cfg,

@@ -5,6 +5,8 @@
 //! - Each migration runs in its own transaction with `lock_timeout` and `statement_timeout`,
 //!   under a session advisory lock, and records itself in the same transaction: a crash either
 //!   commits both or neither, so a retry never applies a file twice or half.
+//! - A `-- no-transaction` file runs statement by statement with session timeouts; a
+//!   CONCURRENTLY index build runs without `statement_timeout` unless the file sets one.
 
 use super::{connect, db_err};
 use crate::error::Failure;
@@ -208,6 +210,31 @@ fn timeouts(req: &MigrateRequest, local: bool) -> String {
     )
 }
 
+/// Whether a statement builds an index CONCURRENTLY (CREATE INDEX, REINDEX), or sets
+/// statement_timeout.
+fn concurrently_or_timeout(stmt: &str) -> (bool, bool) {
+    let Ok(parsed) = pg_query::parse(stmt, pg_query::ParserOptions::DEFAULT) else {
+        return (false, false);
+    };
+    let node = parsed
+        .protobuf
+        .stmts
+        .first()
+        .and_then(|s| s.stmt.as_ref())
+        .and_then(|n| n.node.as_ref());
+    match node {
+        Some(pg_query::NodeEnum::IndexStmt(i)) => (i.concurrent, false),
+        Some(pg_query::NodeEnum::ReindexStmt(r)) => (
+            r.params.iter().any(|p| {
+                matches!(&p.node, Some(pg_query::NodeEnum::DefElem(d)) if d.defname == "concurrently")
+            }),
+            false,
+        ),
+        Some(pg_query::NodeEnum::VariableSetStmt(v)) => (false, v.name == "statement_timeout"),
+        _ => (false, false),
+    }
+}
+
 /// Index names a file creates (to clean up what a crashed CONCURRENTLY build left invalid).
 fn created_indexes(sql: &str) -> Vec<String> {
     let Ok(parsed) = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT) else {
@@ -341,11 +368,29 @@ async fn run_file<'q>(
             .map_err(|e| db_err("timeouts", e))?;
         let statements = pg_query::split_with_parser(sql)
             .map_err(|e| Failure::InvalidInput(format!("{what}: {e}")))?;
+        // A CONCURRENTLY build must not be cancelled by the configured statement_timeout (it
+        // would leave an INVALID index): it runs without one, unless the file sets its own.
+        let mut file_sets_timeout = false;
         for stmt in statements {
+            let (concurrently, sets_timeout) = concurrently_or_timeout(stmt);
+            file_sets_timeout |= sets_timeout;
+            let unbounded = concurrently && !file_sets_timeout;
+            if unbounded {
+                sqlx::raw_sql("SET statement_timeout = 0")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| db_err("timeouts", e))?;
+            }
             sqlx::raw_sql(audited(stmt.to_owned()))
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| db_err(&format!("{what} failed"), e))?;
+            if unbounded {
+                sqlx::raw_sql(audited(timeouts(req, false)))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| db_err("timeouts", e))?;
+            }
         }
         bookkeeping(elapsed())
             .execute(&mut *conn)

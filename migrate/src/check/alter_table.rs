@@ -1,263 +1,594 @@
-//! The rules on ALTER TABLE subcommands: added columns (defaults, NOT NULL, generated,
-//! constraints), type changes, SET/DROP NOT NULL, dropped columns, added and validated constraints.
+//! The rules on ALTER TABLE subcommands, by what PostgreSQL 15 does: the lock each takes
+//! (AlterTableGetLockLevel; one ALTER TABLE holds the strongest of its subcommands'), and
+//! whether it rewrites the table, scans it (validation, SET NOT NULL) or builds an index.
 
-use super::Class;
-use super::statements::Ctx;
+use super::exprs::{self, Rewrite, TypeSpec, Volatility, rel};
+use super::schema::{CheckConstraint, Column, Schema};
+use super::statements::{Ctx, is};
+use super::transaction::{Lock, Op, Work};
 use pg_query::NodeEnum;
-use pg_query::protobuf::{AlterTableType, ConstrType, Node};
-use std::collections::BTreeSet;
+use pg_query::protobuf::{AlterTableCmd, AlterTableType as A, ConstrType as C, Constraint, Node};
 
-fn func_names(node: &Node, out: &mut Vec<String>) {
-    // Walks an expression for function calls (defaults are small expressions).
-    let Some(n) = &node.node else { return };
-    match n {
-        NodeEnum::FuncCall(f) => {
-            if let Some(Node {
-                node: Some(NodeEnum::String(s)),
-            }) = f.funcname.last()
-            {
-                out.push(s.sval.to_lowercase());
-            }
-            for a in &f.args {
-                func_names(a, out);
-            }
-        }
-        NodeEnum::TypeCast(t) => {
-            if let Some(a) = &t.arg {
-                func_names(a, out);
-            }
-        }
-        NodeEnum::AExpr(e) => {
-            if let Some(l) = &e.lexpr {
-                func_names(l, out);
-            }
-            if let Some(r) = &e.rexpr {
-                func_names(r, out);
-            }
-        }
-        NodeEnum::CoalesceExpr(c) => {
-            for a in &c.args {
-                func_names(a, out);
-            }
-        }
-        _ => {}
-    }
-}
+const LATER: &str = "in a later migration (or a `-- no-transaction` file)";
 
-const VOLATILE: [&str; 10] = [
-    "random",
-    "gen_random_uuid",
-    "uuid_generate_v1",
-    "uuid_generate_v4",
-    "clock_timestamp",
-    "timeofday",
-    "nextval",
-    "txid_current",
-    "statement_timestamp",
-    "setseed",
-];
-
-fn type_name(t: &Option<pg_query::protobuf::TypeName>) -> (String, usize) {
-    let Some(t) = t else {
-        return (String::new(), 0);
-    };
-    let name = t
-        .names
-        .iter()
-        .filter_map(|n| match &n.node {
-            Some(NodeEnum::String(s)) => Some(s.sval.clone()),
-            _ => None,
-        })
-        .next_back()
-        .unwrap_or_default();
-    (name, t.typmods.len())
-}
-
-/// `CHECK (col IS NOT NULL)`: the column, if the expression is exactly that.
-fn is_not_null_check(expr: &Option<Box<Node>>) -> Option<String> {
-    let e = expr.as_ref()?;
-    let NodeEnum::NullTest(t) = e.node.as_ref()? else {
-        return None;
-    };
-    if t.nulltesttype != pg_query::protobuf::NullTestType::IsNotNull as i32 {
-        return None;
-    }
-    let NodeEnum::ColumnRef(c) = t.arg.as_ref()?.node.as_ref()? else {
-        return None;
-    };
-    match c.fields.last()?.node.as_ref()? {
-        NodeEnum::String(s) => Some(s.sval.clone()),
-        _ => None,
-    }
-}
-
-pub(super) fn alter_cmd(
+pub(super) fn alter_table(
     cx: &mut Ctx<'_>,
+    schema: &mut Schema,
     table: &str,
-    new: bool,
-    c: &pg_query::protobuf::AlterTableCmd,
-    validated_not_null: &mut BTreeSet<(String, String)>,
-    pending_checks: &mut Vec<(String, String, String)>,
-) {
+    cmds: &[Node],
+) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let mut strongest = Lock::AccessShare;
+    for cmd in cmds {
+        let Some(NodeEnum::AlterTableCmd(c)) = &cmd.node else {
+            continue;
+        };
+        let (lock, more) = subcommand(cx, schema, table, c);
+        strongest = strongest.max(lock);
+        ops.extend(more);
+        if !ops.iter().any(|o| o.table == table) {
+            ops.push(Op::instant(table, lock));
+        }
+    }
+    // The statement holds the strongest lock of its subcommands on the table while any of them
+    // works.
+    for o in ops.iter_mut().filter(|o| o.table == table) {
+        o.lock = o.lock.max(strongest);
+    }
+    ops
+}
+
+fn rewrite(table: &str, rule: &'static str, message: String, alternative: &str) -> Op {
+    Op::long(
+        table,
+        Lock::AccessExclusive,
+        Work::Rewrite,
+        rule,
+        message,
+        alternative,
+    )
+}
+
+fn scan(table: &str, lock: Lock, rule: &'static str, message: String, alternative: &str) -> Op {
+    Op::long(table, lock, Work::Scan, rule, message, alternative)
+}
+
+/// The subcommand's lock on `table`, and its operations (on `table` and others).
+fn subcommand(
+    cx: &mut Ctx<'_>,
+    schema: &mut Schema,
+    table: &str,
+    c: &AlterTableCmd,
+) -> (Lock, Vec<Op>) {
     let sub = c.subtype;
     let def = c.def.as_ref().and_then(|d| d.node.as_ref());
-    if sub == AlterTableType::AtAddColumn as i32 {
-        let Some(NodeEnum::ColumnDef(col)) = def else {
-            return;
+    let new = cx.is_new(table);
+    let col = c.name.as_str();
+    let ael = Lock::AccessExclusive;
+    if sub == A::AtAddColumn as i32 {
+        let Some(NodeEnum::ColumnDef(cd)) = def else {
+            return (ael, Vec::new());
         };
-        let mut not_null = col.is_not_null;
-        let mut default = col.raw_default.clone();
-        let mut stored_generated = !col.generated.is_empty();
-        for k in &col.constraints {
-            let Some(NodeEnum::Constraint(k)) = &k.node else {
-                continue;
-            };
-            let t = k.contype;
-            if t == ConstrType::ConstrNotnull as i32 {
-                not_null = true;
-            } else if t == ConstrType::ConstrDefault as i32 {
-                default = k.raw_expr.clone();
-            } else if t == ConstrType::ConstrGenerated as i32 {
-                stored_generated = true;
-            } else if (t == ConstrType::ConstrForeign as i32 || t == ConstrType::ConstrCheck as i32)
-                && !new
-                && !k.skip_validation
-            {
-                cx.flag(
-                    "constraint-without-not-valid",
-                    Class::Unsafe,
-                    format!("a constraint on new column {table}.{} is validated against every row under lock", col.colname),
-                    "add the column first, then ADD CONSTRAINT ... NOT VALID and VALIDATE CONSTRAINT in a later statement",
-                );
-            } else if (t == ConstrType::ConstrUnique as i32
-                || t == ConstrType::ConstrPrimary as i32)
-                && !new
-            {
-                cx.flag(
-                    "add-unique-or-primary-key",
-                    Class::Unsafe,
-                    format!("a UNIQUE/PRIMARY KEY column builds its index under lock on {table}"),
-                    "add the column, CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX",
-                );
-            }
-        }
-        if new {
-            return;
-        }
-        if stored_generated {
-            cx.flag(
-                "stored-generated-column",
-                Class::Unsafe,
-                format!("a STORED generated column rewrites {table}"),
-                "add a plain nullable column, backfill it in batches, keep it up to date from the application or a trigger",
-            );
-        }
-        if let Some(d) = &default {
-            let mut names = Vec::new();
-            func_names(d, &mut names);
-            if let Some(v) = names.iter().find(|n| VOLATILE.contains(&n.as_str())) {
-                cx.flag(
-                    "volatile-default",
-                    Class::Unsafe,
-                    format!("DEFAULT {v}() is volatile: adding {}.{} rewrites the table", table, col.colname),
-                    "add the column without a default (or with a constant one), set the default in a second statement, backfill in batches",
-                );
-            }
-        }
-        if not_null && default.is_none() && !stored_generated {
-            cx.flag(
-                "not-null-column-without-default",
-                Class::Unsafe,
-                format!("NOT NULL column {table}.{} without a default fails on existing rows and breaks inserts of the live version", col.colname),
-                "add it nullable (or with a constant DEFAULT), backfill, then add a validated CHECK and SET NOT NULL",
-            );
-        }
-    } else if sub == AlterTableType::AtAlterColumnType as i32 {
-        if new {
-            return;
-        }
-        let Some(NodeEnum::ColumnDef(col)) = def else {
-            return;
-        };
-        let (ty, mods) = type_name(&col.type_name);
-        let binary_coercible = (ty == "text" || ty == "varchar") && mods == 0;
-        if !binary_coercible {
-            cx.flag(
-                "column-type-change",
-                Class::Unsafe,
-                format!("changing the type of {table}.{} to {ty} rewrites the table under an ACCESS EXCLUSIVE lock", c.name),
-                "add a column of the new type, write both, backfill in batches, switch reads; drop the old column in a contract migration",
-            );
-        }
-    } else if sub == AlterTableType::AtSetNotNull as i32 {
-        if new || validated_not_null.contains(&(table.to_owned(), c.name.clone())) {
-            return;
-        }
-        cx.flag(
-            "set-not-null",
-            Class::Unsafe,
-            format!("SET NOT NULL on {table}.{} scans the whole table under an ACCESS EXCLUSIVE lock", c.name),
-            "ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID; VALIDATE CONSTRAINT ...; then SET NOT NULL (PostgreSQL skips the scan)",
-        );
-    } else if sub == AlterTableType::AtDropNotNull as i32 {
-        cx.flag(
-            "drop-not-null",
-            Class::Contract,
-            format!("after DROP NOT NULL on {table}.{} the new version may write NULLs the old one cannot read", c.name),
-            "drop NOT NULL in a contract migration, after the old colour is retired",
-        );
-    } else if sub == AlterTableType::AtDropColumn as i32 {
-        cx.flag(
-            "drop-column",
-            Class::Contract,
-            format!("dropping {table}.{} breaks the version that still reads it", c.name),
-            "stop using the column first; drop it in a contract migration after the old colour is retired",
-        );
-    } else if sub == AlterTableType::AtAddConstraint as i32 {
-        let Some(NodeEnum::Constraint(k)) = def else {
-            return;
-        };
-        let t = k.contype;
-        if t == ConstrType::ConstrCheck as i32 {
-            if let Some(col) = is_not_null_check(&k.raw_expr)
-                && k.skip_validation
-            {
-                pending_checks.push((k.conname.clone(), table.to_owned(), col));
-            }
-            if !k.skip_validation && !new {
-                cx.flag(
-                    "constraint-without-not-valid",
-                    Class::Unsafe,
-                    format!("ADD CONSTRAINT {} CHECK validates every row of {table} under lock", k.conname),
-                    "ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT ... in a separate statement",
-                );
-            }
-        } else if t == ConstrType::ConstrForeign as i32 {
-            if !k.skip_validation && !new {
-                cx.flag(
-                    "constraint-without-not-valid",
-                    Class::Unsafe,
-                    format!("ADD CONSTRAINT {} FOREIGN KEY validates every row of {table} and locks both tables", k.conname),
-                    "ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, then VALIDATE CONSTRAINT ... in a separate statement",
-                );
-            }
-        } else if (t == ConstrType::ConstrUnique as i32 || t == ConstrType::ConstrPrimary as i32)
-            && k.indexname.is_empty()
-            && !new
-        {
-            cx.flag(
-                "add-unique-or-primary-key",
-                Class::Unsafe,
-                format!("ADD CONSTRAINT {} builds a unique index on {table} while blocking writes", k.conname),
-                "CREATE UNIQUE INDEX CONCURRENTLY ... (in a `-- no-transaction` file), then ADD CONSTRAINT ... UNIQUE USING INDEX ...",
-            );
-        }
-    } else if sub == AlterTableType::AtValidateConstraint as i32
-        && let Some(pos) = pending_checks
-            .iter()
-            .position(|(name, t, _)| name == &c.name && t == table)
-    {
-        let (_, t, col) = pending_checks.remove(pos);
-        validated_not_null.insert((t, col));
+        return add_column(cx, schema, table, cd);
     }
+    if sub == A::AtAlterColumnType as i32 {
+        let Some(NodeEnum::ColumnDef(cd)) = def else {
+            return (ael, Vec::new());
+        };
+        let new_ty = TypeSpec::from(&cd.type_name);
+        let old = schema.column(table, col).map(|c| c.ty.clone());
+        if let Some(t) = schema.tables.get_mut(table)
+            && let Some(column) = t.columns.get_mut(col)
+        {
+            column.ty = new_ty.clone();
+        }
+        if new {
+            return (ael, Vec::new());
+        }
+        let views = schema.views_reading(table, col);
+        if !views.is_empty() {
+            cx.fails(
+                "type-change-under-view",
+                table,
+                format!("PostgreSQL refuses to change the type of {table}.{col}: view {} reads it", views.join(", ")),
+                "add a column of the new type and move the view to it, or drop and recreate the view in the same migration (a contract change if the live version reads it)",
+            );
+            return (ael, Vec::new());
+        }
+        let shown_old = old
+            .as_ref()
+            .map(|t| t.shown())
+            .unwrap_or_else(|| "its current type".into());
+        let verdict = if cd.raw_default.is_some() {
+            // ALTER ... TYPE ... USING expr: computed row by row.
+            Rewrite::Yes
+        } else if let Some(old) = &old {
+            exprs::type_change(old, &new_ty)
+        } else if (new_ty.name == "text" || new_ty.name == "varchar") && new_ty.mods.is_empty() {
+            Rewrite::No
+        } else {
+            Rewrite::Yes
+        };
+        return match verdict {
+            Rewrite::No => (ael, Vec::new()),
+            Rewrite::OnlyUnless(cond) => {
+                cx.warn(
+                    "type-change-depends-on-time-zone",
+                    table,
+                    Some(ael),
+                    format!("{table}.{col} from {shown_old} to {}: PostgreSQL skips the rewrite only when {cond}", new_ty.shown()),
+                    "run the migration with TimeZone = 'UTC' (the database or the role's setting), or add a column of the new type and backfill it in batches",
+                );
+                (ael, Vec::new())
+            }
+            Rewrite::Yes => (
+                ael,
+                vec![rewrite(
+                    table,
+                    "table-rewrite",
+                    format!(
+                        "changing {table}.{col} from {shown_old} to {} rewrites {table} and its indexes holding an ACCESS EXCLUSIVE lock",
+                        new_ty.shown()
+                    ),
+                    "add a column of the new type, write both, backfill in batches, switch reads; drop the old column in a contract migration",
+                )],
+            ),
+        };
+    }
+    if sub == A::AtSetNotNull as i32 {
+        let known = schema.column(table, col).cloned();
+        let proven = schema
+            .tables
+            .get(table)
+            .is_some_and(|t| t.proves_not_null(col));
+        if let Some(t) = schema.tables.get_mut(table)
+            && let Some(column) = t.columns.get_mut(col)
+        {
+            column.not_null = true;
+        }
+        if new || known.is_some_and(|c| c.not_null) || proven {
+            return (ael, Vec::new());
+        }
+        return (
+            ael,
+            vec![scan(
+                table,
+                ael,
+                "set-not-null-scan",
+                format!(
+                    "SET NOT NULL checks every row of {table} for a NULL {col} holding an ACCESS EXCLUSIVE lock"
+                ),
+                &format!(
+                    "ADD CONSTRAINT {}_{col}_not_null CHECK ({col} IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT it {LATER}, then SET NOT NULL: PostgreSQL proves it from the validated constraint without a scan",
+                    table.rsplit('.').next().unwrap_or(table)
+                ),
+            )],
+        );
+    }
+    if sub == A::AtDropNotNull as i32 {
+        if let Some(t) = schema.tables.get_mut(table)
+            && let Some(column) = t.columns.get_mut(col)
+        {
+            column.not_null = false;
+        }
+        if !new {
+            cx.push(super::statements::Raw {
+                rule: "drop-not-null",
+                severity: Some(super::Severity::Warning),
+                class: Some(super::Class::Contract),
+                table: table.to_owned(),
+                message: format!("after DROP NOT NULL the new version may write NULL into {table}.{col}, which the previous version does not expect to read"),
+                alternative: "drop NOT NULL in a contract migration, after the old colour is retired".into(),
+                ..Default::default()
+            });
+        }
+        return (ael, Vec::new());
+    }
+    if sub == A::AtColumnDefault as i32 {
+        let known = schema.column(table, col).cloned();
+        if let Some(t) = schema.tables.get_mut(table)
+            && let Some(column) = t.columns.get_mut(col)
+        {
+            column.has_default = def.is_some();
+        }
+        if def.is_none() && !new && known.as_ref().is_some_and(|c| c.not_null && c.has_default) {
+            cx.contract(
+                "drop-default-not-null",
+                table,
+                format!("{table}.{col} is NOT NULL: once its default is dropped, the previous version's inserts that leave it out fail"),
+                "drop the default in a contract migration, after the old colour is retired",
+            );
+        }
+        return (ael, Vec::new());
+    }
+    if sub == A::AtDropColumn as i32 {
+        if let Some(t) = schema.tables.get_mut(table) {
+            t.columns.remove(col);
+        }
+        if !new {
+            cx.contract(
+                "drop-column",
+                table,
+                format!("dropping {table}.{col} breaks the version that still reads it"),
+                "stop using the column first; drop it in a contract migration after the old colour is retired",
+            );
+        }
+        return (ael, Vec::new());
+    }
+    if sub == A::AtAddConstraint as i32 {
+        let Some(NodeEnum::Constraint(k)) = def else {
+            return (ael, Vec::new());
+        };
+        return add_constraint(cx, schema, table, k);
+    }
+    if sub == A::AtValidateConstraint as i32 {
+        let mut ops = vec![scan(
+            table,
+            Lock::ShareUpdateExclusive,
+            "",
+            String::new(),
+            "",
+        )];
+        if let Some(t) = schema.tables.get_mut(table)
+            && let Some(k) = t.checks.get_mut(col)
+        {
+            k.validated = true;
+        }
+        // A foreign key's validation also reads the referenced table (ROW SHARE).
+        let _ = &mut ops;
+        return (Lock::ShareUpdateExclusive, ops);
+    }
+    if sub == A::AtSetLogged as i32
+        || sub == A::AtSetUnLogged as i32
+        || sub == A::AtSetTableSpace as i32
+        || sub == A::AtSetAccessMethod as i32
+    {
+        if new {
+            return (ael, Vec::new());
+        }
+        let what = if sub == A::AtSetLogged as i32 {
+            "SET LOGGED"
+        } else if sub == A::AtSetUnLogged as i32 {
+            "SET UNLOGGED"
+        } else if sub == A::AtSetTableSpace as i32 {
+            "SET TABLESPACE"
+        } else {
+            "SET ACCESS METHOD"
+        };
+        return (
+            ael,
+            vec![rewrite(
+                table,
+                "table-rewrite",
+                format!("{what} rewrites {table} holding an ACCESS EXCLUSIVE lock"),
+                "leave it alone in a release: create the table with the persistence and storage it needs, and move data into it in batches",
+            )],
+        );
+    }
+    let trig = [
+        A::AtEnableTrig,
+        A::AtEnableAlwaysTrig,
+        A::AtEnableReplicaTrig,
+        A::AtDisableTrig,
+        A::AtEnableTrigAll,
+        A::AtDisableTrigAll,
+        A::AtEnableTrigUser,
+        A::AtDisableTrigUser,
+    ];
+    if trig.iter().any(|t| *t as i32 == sub) {
+        return (Lock::ShareRowExclusive, Vec::new());
+    }
+    let sue = [
+        A::AtSetStatistics,
+        A::AtClusterOn,
+        A::AtDropCluster,
+        A::AtSetRelOptions,
+        A::AtResetRelOptions,
+        A::AtReplaceRelOptions,
+    ];
+    if sue.iter().any(|t| *t as i32 == sub) {
+        return (Lock::ShareUpdateExclusive, Vec::new());
+    }
+    (ael, Vec::new())
+}
+
+fn add_column(
+    cx: &mut Ctx<'_>,
+    schema: &mut Schema,
+    table: &str,
+    cd: &pg_query::protobuf::ColumnDef,
+) -> (Lock, Vec<Op>) {
+    let ael = Lock::AccessExclusive;
+    let ty = TypeSpec::from(&cd.type_name);
+    let name = cd.colname.clone();
+    let mut not_null = cd.is_not_null;
+    let mut default = cd.raw_default.clone();
+    let mut generated_stored = !cd.generated.is_empty();
+    let mut identity = !cd.identity.is_empty();
+    let mut checks = Vec::new();
+    let mut fks = Vec::new();
+    let mut unique = false;
+    for k in &cd.constraints {
+        let Some(NodeEnum::Constraint(k)) = &k.node else {
+            continue;
+        };
+        if is(k, C::ConstrNotnull) || is(k, C::ConstrPrimary) {
+            not_null = true;
+        }
+        if is(k, C::ConstrDefault) {
+            default = k.raw_expr.clone();
+        }
+        if is(k, C::ConstrGenerated) {
+            generated_stored = true;
+        }
+        if is(k, C::ConstrIdentity) {
+            identity = true;
+        }
+        if is(k, C::ConstrCheck) {
+            checks.push(k.clone());
+        }
+        if is(k, C::ConstrForeign) {
+            fks.push(k.clone());
+        }
+        if is(k, C::ConstrPrimary) || is(k, C::ConstrUnique) {
+            unique = true;
+        }
+    }
+    let declared = schema.functions.clone();
+    let volatile = default
+        .as_ref()
+        .map(|d| exprs::volatility(d, &declared))
+        .filter(|(v, _)| *v == Volatility::Volatile);
+    let has_default = default.is_some() || identity || ty.is_serial() || generated_stored;
+    schema.add_column(
+        table,
+        &name,
+        Column {
+            ty: ty.clone(),
+            not_null: not_null || identity,
+            has_default,
+        },
+    );
+    if cx.is_new(table) {
+        return (ael, Vec::new());
+    }
+    let q = format!("{table}.{name}");
+    let mut ops = Vec::new();
+    let rewrite_op = if generated_stored {
+        Some(rewrite(
+            table,
+            "stored-generated-column",
+            format!(
+                "a STORED generated column computes {q} for every row, rewriting {table} holding an ACCESS EXCLUSIVE lock"
+            ),
+            "add a plain nullable column, backfill it in batches, keep it up to date from the application or a trigger",
+        ))
+    } else if identity {
+        Some(rewrite(
+            table,
+            "identity-column",
+            format!(
+                "an identity column takes a value from its sequence for every existing row of {table}, rewriting it holding an ACCESS EXCLUSIVE lock"
+            ),
+            "add a nullable bigint column, backfill it in batches, make it NOT NULL through a validated CHECK, then ALTER COLUMN ... ADD GENERATED BY DEFAULT AS IDENTITY (catalog only)",
+        ))
+    } else if ty.is_serial() {
+        Some(rewrite(
+            table,
+            "serial-column",
+            format!(
+                "a {} column's default is nextval(), which is volatile: every existing row of {table} gets a value, rewriting it holding an ACCESS EXCLUSIVE lock",
+                ty.shown()
+            ),
+            "CREATE SEQUENCE, add the column without a default, SET DEFAULT nextval(...) in a second statement (new rows only), backfill existing rows in batches",
+        ))
+    } else {
+        volatile.map(|(_, f)| {
+            rewrite(
+                table,
+                "volatile-default",
+                format!("DEFAULT {f} is volatile (or not known to be immutable or stable): adding {q} writes a value into every row, rewriting {table} holding an ACCESS EXCLUSIVE lock"),
+                "add the column without a default (or with a constant or stable one), SET DEFAULT in a second statement (new rows only), backfill existing rows in batches",
+            )
+        })
+    };
+    let rewrites = rewrite_op.is_some();
+    ops.extend(rewrite_op);
+    if not_null && !has_default {
+        cx.fails(
+            "not-null-column-without-default",
+            table,
+            format!("NOT NULL column {q} without a default fails on the rows {table} already has, and the live version's inserts leave it out"),
+            "add it nullable (or with a constant DEFAULT), backfill in batches, then a validated CHECK (col IS NOT NULL) and SET NOT NULL in later migrations",
+        );
+    }
+    if unique {
+        ops.push(Op::long(
+            table,
+            ael,
+            Work::Build,
+            "unique-index-build",
+            format!("a UNIQUE or PRIMARY KEY column builds its index from every row of {table} holding an ACCESS EXCLUSIVE lock"),
+            "add the column, CREATE UNIQUE INDEX CONCURRENTLY alone in a `-- no-transaction` file, then ADD CONSTRAINT ... UNIQUE USING INDEX ...",
+        ));
+    }
+    if !rewrites && !checks.is_empty() {
+        ops.push(scan(
+            table,
+            ael,
+            "constraint-scan",
+            format!("the CHECK on new column {q} is tested against every row of {table} holding an ACCESS EXCLUSIVE lock"),
+            &format!("add the column first, then ADD CONSTRAINT ... CHECK (...) NOT VALID, and VALIDATE CONSTRAINT {LATER}"),
+        ));
+    }
+    for k in &fks {
+        let target = rel(&k.pktable);
+        // Without a default every value is NULL: PostgreSQL adds the key without checking rows.
+        if default.is_some() && !rewrites {
+            ops.push(scan(
+                table,
+                Lock::ShareRowExclusive,
+                "constraint-scan",
+                format!("the FOREIGN KEY on new column {q} (with a default) is checked against {target} for every row, holding SHARE ROW EXCLUSIVE locks on both"),
+                &format!("add the column, then ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, and VALIDATE CONSTRAINT {LATER}"),
+            ));
+        }
+        ops.push(Op::instant(&target, Lock::ShareRowExclusive));
+    }
+    (ael, ops)
+}
+
+fn add_constraint(
+    cx: &mut Ctx<'_>,
+    schema: &mut Schema,
+    table: &str,
+    k: &Constraint,
+) -> (Lock, Vec<Op>) {
+    let ael = Lock::AccessExclusive;
+    let new = cx.is_new(table);
+    let name = if k.conname.is_empty() {
+        "the constraint".to_owned()
+    } else {
+        k.conname.clone()
+    };
+    if is(k, C::ConstrCheck) {
+        if !k.conname.is_empty() {
+            schema
+                .tables
+                .entry(table.to_owned())
+                .or_default()
+                .checks
+                .insert(
+                    k.conname.clone(),
+                    CheckConstraint {
+                        validated: !k.skip_validation,
+                        not_null_of: exprs::not_null_check_column(&k.raw_expr),
+                    },
+                );
+        }
+        if k.skip_validation || new {
+            return (ael, Vec::new());
+        }
+        return (
+            ael,
+            vec![scan(
+                table,
+                ael,
+                "constraint-scan",
+                format!(
+                    "ADD CONSTRAINT {name} CHECK tests every row of {table} holding an ACCESS EXCLUSIVE lock"
+                ),
+                &format!("ADD CONSTRAINT ... NOT VALID here, VALIDATE CONSTRAINT {LATER}"),
+            )],
+        );
+    }
+    if is(k, C::ConstrForeign) {
+        let target = rel(&k.pktable);
+        let mut ops = vec![Op::instant(&target, Lock::ShareRowExclusive)];
+        if !k.skip_validation && !new {
+            ops.push(scan(
+                table,
+                Lock::ShareRowExclusive,
+                "constraint-scan",
+                format!("ADD CONSTRAINT {name} FOREIGN KEY checks every row of {table} against {target} holding SHARE ROW EXCLUSIVE locks on both: writes to both wait"),
+                &format!("ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID here, VALIDATE CONSTRAINT {LATER}"),
+            ));
+        }
+        return (Lock::ShareRowExclusive, ops);
+    }
+    if is(k, C::ConstrExclusion) {
+        if new {
+            return (ael, Vec::new());
+        }
+        return (
+            ael,
+            vec![Op::long(
+                table,
+                ael,
+                Work::Build,
+                "exclusion-constraint",
+                format!(
+                    "ADD CONSTRAINT {name} EXCLUDE builds its index from every row of {table} holding an ACCESS EXCLUSIVE lock"
+                ),
+                "PostgreSQL 15 cannot add an exclusion constraint to a populated table without that lock: create a new table with the constraint and move rows in batches, or enforce the rule in the application until then",
+            )],
+        );
+    }
+    if is(k, C::ConstrPrimary) || is(k, C::ConstrUnique) {
+        let primary = is(k, C::ConstrPrimary);
+        if !k.indexname.is_empty() {
+            // USING INDEX: catalog only, except that a primary key makes its columns NOT NULL.
+            let sch = table.split('.').next().unwrap_or("public");
+            let cols = schema
+                .indexes
+                .get(&exprs::qualified(sch, &k.indexname))
+                .map(|(_, c)| c.clone());
+            let t = schema.tables.get(table);
+            let nullable: Vec<String> = match &cols {
+                Some(cols) => cols
+                    .iter()
+                    .filter(|c| {
+                        !t.is_some_and(|t| {
+                            t.columns.get(*c).is_some_and(|c| c.not_null) || t.proves_not_null(c)
+                        })
+                    })
+                    .cloned()
+                    .collect(),
+                None => vec!["(the index's columns)".into()],
+            };
+            if let (Some(cols), Some(t)) = (&cols, schema.tables.get_mut(table)) {
+                if cols.len() == 1 {
+                    t.keys.insert(cols[0].clone());
+                }
+                if primary {
+                    for c in cols {
+                        if let Some(c) = t.columns.get_mut(c) {
+                            c.not_null = true;
+                        }
+                    }
+                }
+            }
+            if primary && !nullable.is_empty() && !new {
+                return (
+                    ael,
+                    vec![scan(
+                        table,
+                        ael,
+                        "set-not-null-scan",
+                        format!(
+                            "PRIMARY KEY USING INDEX makes {} NOT NULL, checking every row of {table} holding an ACCESS EXCLUSIVE lock",
+                            nullable.join(", ")
+                        ),
+                        &format!(
+                            "make each column NOT NULL first without a scan: CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT {LATER}, SET NOT NULL; then ADD PRIMARY KEY USING INDEX"
+                        ),
+                    )],
+                );
+            }
+            return (ael, Vec::new());
+        }
+        let cols = exprs::names(&k.keys);
+        if let Some(t) = schema.tables.get_mut(table)
+            && cols.len() == 1
+        {
+            t.keys.insert(cols[0].clone());
+        }
+        if new {
+            return (ael, Vec::new());
+        }
+        return (
+            ael,
+            vec![Op::long(
+                table,
+                ael,
+                Work::Build,
+                "unique-index-build",
+                format!(
+                    "ADD CONSTRAINT {name} builds a unique index from every row of {table} holding an ACCESS EXCLUSIVE lock"
+                ),
+                "CREATE UNIQUE INDEX CONCURRENTLY ... alone in a `-- no-transaction` file, then ADD CONSTRAINT ... UNIQUE USING INDEX ... (PRIMARY KEY USING INDEX once its columns are NOT NULL)",
+            )],
+        );
+    }
+    (ael, Vec::new())
 }
