@@ -216,7 +216,6 @@ const NOT_VOLATILE: &[&str] = &[
     "make_interval",
     "make_timestamp",
     "make_timestamptz",
-    "timezone",
     "jsonb_build_object",
     "jsonb_build_array",
     "json_build_object",

@@ -14,7 +14,7 @@
 //! Findings carry a rule id, a severity (`error` fails the check, `warning` does not), the
 //! lock and table, whether the table is rewritten or scanned, and an alternative that is safe
 //! when followed literally. The rules, their ids and what each is grounded in are listed in
-//! README.md ("The migration check's rules"); `migrate/tests/corpus/` holds the labelled cases
+//! README.md (the "safety check" part of "Database migrations"); `migrate/tests/corpus/` holds the labelled cases
 //! and `tests/tests/migration_oracle.rs` measures each on a real PostgreSQL.
 //!
 //! Layout: the report and the run over files are here; `schema` the model of the database the

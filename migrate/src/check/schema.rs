@@ -47,6 +47,8 @@ pub struct Schema {
     pub views: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
     /// Qualified domain name → the columns of that type: (table, column).
     pub domains: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// Domains with a constraint (a column of such a type added to a table rewrites it).
+    pub constrained_domains: BTreeSet<String>,
     /// Qualified enum type names.
     pub enums: BTreeSet<String>,
     /// Qualified function name → its declared volatility.

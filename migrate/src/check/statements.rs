@@ -272,25 +272,28 @@ fn bounded_by_key(w: &Node, keys: &BTreeSet<String>) -> bool {
             if b.boolop == pg_query::protobuf::BoolExprType::AndExpr as i32 =>
         {
             // A range written as `id >= a AND id < b`.
-            let mut lo = None;
-            let mut hi = None;
+            // Both bounds on the same key column.
+            let mut bounds: std::collections::BTreeMap<String, (Option<i64>, Option<i64>)> =
+                Default::default();
             for a in &b.args {
                 if bounded_by_key(a, keys) {
                     return true;
                 }
                 if let Some(NodeEnum::AExpr(e)) = a.node.as_ref()
-                    && col(&e.lexpr).is_some_and(|c| keys.contains(&c))
+                    && e.kind == pg_query::protobuf::AExprKind::AexprOp as i32
+                    && let Some(c) = col(&e.lexpr).filter(|c| keys.contains(c))
                 {
                     let op = exprs::names(&e.name).join("");
                     let v = e.rexpr.as_ref().and_then(|r| exprs::int_const(r));
+                    let entry = bounds.entry(c).or_default();
                     match op.as_str() {
-                        ">" | ">=" => lo = v,
-                        "<" | "<=" => hi = v,
+                        ">" | ">=" => entry.0 = v,
+                        "<" | "<=" => entry.1 = v,
                         _ => {}
                     }
                 }
             }
-            matches!((lo, hi), (Some(l), Some(h)) if h - l <= 1_000)
+            bounds.values().any(|b| small_range(b.0, b.1))
         }
         Some(NodeEnum::AExpr(e)) => {
             let Some(c) = col(&e.lexpr) else { return false };
@@ -308,18 +311,24 @@ fn bounded_by_key(w: &Node, keys: &BTreeSet<String>) -> bool {
                 });
             }
             if kind == pg_query::protobuf::AExprKind::AexprIn as i32 {
-                return true;
+                // IN (...), not NOT IN (parsed as IN with `<>`).
+                return op == "=";
             }
             if kind == pg_query::protobuf::AExprKind::AexprBetween as i32
                 && let Some(Some(NodeEnum::List(l))) = e.rexpr.as_ref().map(|r| r.node.as_ref())
                 && let [a, b] = l.items.as_slice()
             {
-                return matches!((exprs::int_const(a), exprs::int_const(b)), (Some(a), Some(b)) if b - a <= 1_000);
+                return small_range(exprs::int_const(a), exprs::int_const(b));
             }
             false
         }
         _ => false,
     }
+}
+
+/// A range of at most 1 000 keys.
+fn small_range(lo: Option<i64>, hi: Option<i64>) -> bool {
+    matches!((lo, hi), (Some(l), Some(h)) if h.checked_sub(l).is_some_and(|d| (0..=1_000).contains(&d)))
 }
 
 fn statement(cx: &mut Ctx<'_>, schema: &mut Schema, node: &NodeEnum) -> Vec<Op> {
@@ -491,9 +500,11 @@ fn statement(cx: &mut Ctx<'_>, schema: &mut Schema, node: &NodeEnum) -> Vec<Op> 
             Vec::new()
         }
         NodeEnum::CreateDomainStmt(d) => {
-            schema
-                .domains
-                .insert(qualified_list(&d.domainname), BTreeSet::new());
+            let name = qualified_list(&d.domainname);
+            if d.constraints.iter().any(|c| matches!(&c.node, Some(NodeEnum::Constraint(k)) if k.contype == ConstrType::ConstrCheck as i32 || k.contype == ConstrType::ConstrNotnull as i32)) {
+                schema.constrained_domains.insert(name.clone());
+            }
+            schema.domains.insert(name, BTreeSet::new());
             Vec::new()
         }
         NodeEnum::CreateEnumStmt(e) => {
@@ -754,6 +765,7 @@ fn index(cx: &mut Ctx<'_>, schema: &mut Schema, i: &pg_query::protobuf::IndexStm
     }
     if i.unique
         && cols.len() == 1
+        && i.index_params.len() == 1
         && i.where_clause.is_none()
         && let Some(t) = schema.tables.get_mut(&table)
     {
@@ -985,7 +997,7 @@ fn reindex(cx: &mut Ctx<'_>, schema: &Schema, r: &pg_query::protobuf::ReindexStm
     }
     vec![Op::long(
         &table,
-        Lock::AccessExclusive,
+        Lock::Share,
         Work::Build,
         "reindex",
         format!(
@@ -1001,6 +1013,9 @@ fn domain(
     d: &pg_query::protobuf::AlterDomainStmt,
 ) -> Vec<Op> {
     let name = qualified_list(&d.type_name);
+    if matches!(d.subtype.as_str(), "C" | "O") {
+        schema.constrained_domains.insert(name.clone());
+    }
     let validates = match d.subtype.as_str() {
         "C" => match d.def.as_ref().and_then(|n| n.node.as_ref()) {
             Some(NodeEnum::Constraint(k)) => !k.skip_validation,

@@ -151,6 +151,8 @@ impl Held {
         what: &str,
         is_new: impl Fn(&str) -> bool,
     ) -> Vec<Blocked> {
+        // Long work on a table created in this file still runs under the locks held so far.
+        let long = ops.iter().find(|o| o.work != Work::Instant).cloned();
         let ops: Vec<&Op> = ops.iter().filter(|o| !is_new(&o.table)).collect();
         let before = self.locks.clone();
         for o in &ops {
@@ -162,7 +164,7 @@ impl Held {
                 *e = (o.lock, line, what.to_owned());
             }
         }
-        let Some(long) = ops.iter().find(|o| o.work != Work::Instant) else {
+        let Some(long) = long else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -170,17 +172,32 @@ impl Held {
         for o in ops.iter().filter(|o| o.work != Work::Instant) {
             let blocks = o.lock.blocks_writes() || o.work == Work::Backfill;
             if blocks && !out.iter().any(|b: &Blocked| b.table == o.table) {
+                let own = if o.work == Work::Backfill {
+                    o.lock.max(Lock::RowExclusive)
+                } else {
+                    o.lock
+                };
+                // A stronger lock an earlier statement took on the same table is held too.
+                let (lock, message) = match before.get(&o.table) {
+                    Some((held, at, by)) if *held > own && held.blocks_writes() => (
+                        *held,
+                        format!(
+                            "{}; and the {} lock {by} (line {at}) took on it is still held: {} of {} wait",
+                            o.message,
+                            held.name(),
+                            held.blocks_what(),
+                            o.table
+                        ),
+                    ),
+                    _ => (own, o.message.clone()),
+                };
                 out.push(Blocked {
                     rule: o.rule,
                     table: o.table.clone(),
-                    lock: if o.work == Work::Backfill {
-                        o.lock.max(Lock::RowExclusive)
-                    } else {
-                        o.lock
-                    },
+                    lock,
                     rewrite: o.work == Work::Rewrite,
                     scan: matches!(o.work, Work::Scan | Work::Backfill | Work::Build),
-                    message: o.message.clone(),
+                    message,
                     alternative: o.alternative.clone(),
                 });
             }

@@ -57,3 +57,7 @@ INSERT INTO audit_log (event) SELECT 'order ' || id FROM orders WHERE id <= 1000
 -- why: each statement commits on its own, but the UPDATE still locks every row it changes.
 ALTER TABLE accounts ADD COLUMN tier text;
 UPDATE accounts SET tier = 'gold';
+-- case: delete-not-in-list
+-- expect: breaks
+-- why: NOT IN bounds nothing: every other row goes, the old release's rows with them.
+DELETE FROM audit_log WHERE id NOT IN (1, 2);

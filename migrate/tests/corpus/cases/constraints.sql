@@ -113,3 +113,13 @@ ALTER TABLE ticks ADD PRIMARY KEY (id);
 ALTER TABLE orders ADD CONSTRAINT qty_positive CHECK (qty > 0) NOT VALID;
 -- migration:
 ALTER TABLE orders DROP CONSTRAINT qty_positive;
+-- case: drop-proving-check-then-set-not-null
+-- expect: blocks
+-- why: without the CHECK that proved it, SET NOT NULL scans again.
+-- earlier:
+ALTER TABLE orders ADD CONSTRAINT note_not_null CHECK (note IS NOT NULL) NOT VALID;
+-- earlier:
+ALTER TABLE orders VALIDATE CONSTRAINT note_not_null;
+-- migration:
+ALTER TABLE orders DROP CONSTRAINT note_not_null;
+ALTER TABLE orders ALTER COLUMN note SET NOT NULL;

@@ -25,3 +25,13 @@ ALTER DOMAIN ticker ADD CONSTRAINT ticker_len CHECK (length(VALUE) <= 12);
 -- expect: safe
 CREATE DOMAIN price_tick AS numeric;
 ALTER DOMAIN price_tick ADD CONSTRAINT tick_positive CHECK (VALUE > 0);
+-- case: add-column-of-constrained-domain
+-- expect: rewrites
+-- why: PostgreSQL 15 checks a constrained domain on every row of the table (even a NULL one).
+-- earlier:
+ALTER DOMAIN fill_qty ADD CONSTRAINT fill_qty_positive CHECK (VALUE > 0) NOT VALID;
+-- migration:
+ALTER TABLE accounts ADD COLUMN default_qty fill_qty;
+-- case: add-column-of-unconstrained-domain
+-- expect: safe
+ALTER TABLE accounts ADD COLUMN default_qty fill_qty;

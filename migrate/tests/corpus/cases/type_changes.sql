@@ -48,3 +48,11 @@ ALTER TABLE orders ALTER COLUMN account_id TYPE integer;
 -- expect: safe
 CREATE TABLE venues (code varchar(4) PRIMARY KEY);
 ALTER TABLE venues ALTER COLUMN code TYPE varchar(8);
+-- case: timestamp-to-timestamptz-indexed
+-- expect: blocks
+-- why: no table rewrite in UTC, but the index on the column is rebuilt under ACCESS EXCLUSIVE.
+-- earlier:
+-- no-transaction
+CREATE INDEX CONCURRENTLY orders_created ON orders (created_at);
+-- migration:
+ALTER TABLE orders ALTER COLUMN created_at TYPE timestamptz;
