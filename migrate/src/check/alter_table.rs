@@ -85,9 +85,7 @@ fn subcommand(
         };
         let new_ty = TypeSpec::from(&cd.type_name);
         let old = schema.column(table, col).map(|c| c.ty.clone());
-        if let Some(t) = schema.tables.get_mut(table)
-            && let Some(column) = t.columns.get_mut(col)
-        {
+        if let Some(column) = schema.column_mut(table, col) {
             column.ty = new_ty.clone();
         }
         if new {
@@ -162,9 +160,7 @@ fn subcommand(
             .tables
             .get(table)
             .is_some_and(|t| t.proves_not_null(col));
-        if let Some(t) = schema.tables.get_mut(table)
-            && let Some(column) = t.columns.get_mut(col)
-        {
+        if let Some(column) = schema.column_mut(table, col) {
             column.not_null = true;
         }
         if new || known.is_some_and(|c| c.not_null) || proven {
@@ -187,9 +183,7 @@ fn subcommand(
         );
     }
     if sub == A::AtDropNotNull as i32 {
-        if let Some(t) = schema.tables.get_mut(table)
-            && let Some(column) = t.columns.get_mut(col)
-        {
+        if let Some(column) = schema.column_mut(table, col) {
             column.not_null = false;
         }
         if !new {
@@ -207,9 +201,7 @@ fn subcommand(
     }
     if sub == A::AtColumnDefault as i32 {
         let known = schema.column(table, col).cloned();
-        if let Some(t) = schema.tables.get_mut(table)
-            && let Some(column) = t.columns.get_mut(col)
-        {
+        if let Some(column) = schema.column_mut(table, col) {
             column.has_default = def.is_some();
         }
         if def.is_none() && !new && known.as_ref().is_some_and(|c| c.not_null && c.has_default) {

@@ -61,6 +61,10 @@ impl Schema {
         self.tables.get(table)?.columns.get(column)
     }
 
+    pub fn column_mut(&mut self, table: &str, column: &str) -> Option<&mut Column> {
+        self.tables.get_mut(table)?.columns.get_mut(column)
+    }
+
     /// The domain a column type names, if the files created one by that name.
     pub fn domain_of(&self, ty: &TypeSpec) -> Option<String> {
         let q = super::exprs::qualified(&ty.schema, &ty.name);

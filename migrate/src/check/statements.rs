@@ -250,7 +250,7 @@ fn tables_read(node: &NodeEnum) -> BTreeSet<String> {
 fn reads(tables: BTreeSet<String>) -> Vec<Op> {
     tables
         .into_iter()
-        .map(|t| Op::long(&t, Lock::AccessShare, Work::Scan, "", String::new(), ""))
+        .map(|t| Op::quiet(&t, Lock::AccessShare, Work::Scan))
         .collect()
 }
 
@@ -324,6 +324,15 @@ fn bounded_by_key(w: &Node, keys: &BTreeSet<String>) -> bool {
         }
         _ => false,
     }
+}
+
+fn concurrently_in_transaction(cx: &mut Ctx<'_>, what: &str, table: &str) {
+    cx.fails(
+        "concurrently-in-transaction",
+        table,
+        format!("{what} cannot run inside a transaction block, and cutover runs this file in one"),
+        "put it alone in a file whose first line is `-- no-transaction`",
+    );
 }
 
 /// A range of at most 1 000 keys.
@@ -776,12 +785,7 @@ fn index(cx: &mut Ctx<'_>, schema: &mut Schema, i: &pg_query::protobuf::IndexStm
     }
     if i.concurrent {
         if !cx.m.no_transaction {
-            cx.fails(
-                "concurrently-in-transaction",
-                &table,
-                "CREATE INDEX CONCURRENTLY cannot run inside a transaction block, and cutover runs this file in one".into(),
-                "put it alone in a file whose first line is `-- no-transaction`",
-            );
+            concurrently_in_transaction(cx, "CREATE INDEX CONCURRENTLY", &table);
         } else if cx.statement_timeout {
             cx.warn(
                 "statement-timeout-on-concurrently",
@@ -791,14 +795,7 @@ fn index(cx: &mut Ctx<'_>, schema: &mut Schema, i: &pg_query::protobuf::IndexStm
                 "SET statement_timeout = 0 before it (keep lock_timeout: it bounds the waits for locks)",
             );
         }
-        return vec![Op::long(
-            &table,
-            Lock::ShareUpdateExclusive,
-            Work::Build,
-            "",
-            String::new(),
-            "",
-        )];
+        return vec![Op::quiet(&table, Lock::ShareUpdateExclusive, Work::Build)];
     }
     vec![Op::long(
         &table,
@@ -841,12 +838,7 @@ fn drop(cx: &mut Ctx<'_>, schema: &mut Schema, d: &pg_query::protobuf::DropStmt)
                 continue;
             }
             if d.concurrent && !cx.m.no_transaction {
-                cx.fails(
-                    "concurrently-in-transaction",
-                    &table,
-                    "DROP INDEX CONCURRENTLY cannot run inside a transaction block, and cutover runs this file in one".into(),
-                    "put it alone in a file whose first line is `-- no-transaction`",
-                );
+                concurrently_in_transaction(cx, "DROP INDEX CONCURRENTLY", &table);
             } else if !d.concurrent {
                 cx.warn(
                     "drop-index",
@@ -979,21 +971,9 @@ fn reindex(cx: &mut Ctx<'_>, schema: &Schema, r: &pg_query::protobuf::ReindexStm
     };
     if concurrently {
         if !cx.m.no_transaction {
-            cx.fails(
-                "concurrently-in-transaction",
-                &table,
-                "REINDEX CONCURRENTLY cannot run inside a transaction block, and cutover runs this file in one".into(),
-                "put it alone in a file whose first line is `-- no-transaction`",
-            );
+            concurrently_in_transaction(cx, "REINDEX CONCURRENTLY", &table);
         }
-        return vec![Op::long(
-            &table,
-            Lock::ShareUpdateExclusive,
-            Work::Build,
-            "",
-            String::new(),
-            "",
-        )];
+        return vec![Op::quiet(&table, Lock::ShareUpdateExclusive, Work::Build)];
     }
     vec![Op::long(
         &table,

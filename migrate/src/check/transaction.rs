@@ -104,6 +104,12 @@ impl Op {
         }
     }
 
+    /// Long work whose own lock blocks neither reads nor writes (CONCURRENTLY, VALIDATE, a
+    /// SELECT): it matters only for the locks the file already holds.
+    pub fn quiet(table: &str, lock: Lock, work: Work) -> Self {
+        Op::long(table, lock, work, "", String::new(), "")
+    }
+
     pub fn long(
         table: &str,
         lock: Lock,
