@@ -18,4 +18,13 @@ export CUTOVER_S3S_FS="${CUTOVER_S3S_FS:-$(scripts/s3-build.sh | tail -n 1)}"
 export CUTOVER_REGISTRY_BIN="${CUTOVER_REGISTRY_BIN:-$(scripts/registry-build.sh | tail -n 1)}"
 cargo build --bins
 # Integration tests each start their own servers; three at a time fit two cores.
-cargo test --workspace -- --test-threads=3
+cargo test --workspace --exclude tests -- --test-threads=3
+targets=()
+for f in tests/tests/*.rs; do
+  name=$(basename "$f" .rs)
+  [ "$name" = kubernetes ] || targets+=(--test "$name")
+done
+cargo test -p tests --bins "${targets[@]}" -- --test-threads=3
+# A Kubernetes world is a control plane, kwok, a gateway, Prometheus, Temporal and a worker:
+# two at a time, since three starve each other's timing on two cores.
+cargo test -p tests --test kubernetes -- --test-threads=2
