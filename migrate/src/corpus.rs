@@ -11,7 +11,7 @@
 //!
 //! What a label means, as the oracle measures it (first that applies): `fails` the migration
 //! errors; `rewrites` the table's relfilenode changed; `blocks` a concurrent reader or writer
-//! waited 50 ms or more for a lock; `breaks` a query of the previous release fails (or no
+//! waited 100 ms or more for a lock; `breaks` a query of the previous release fails (or no
 //! longer finds its row) afterwards; `safe` none of these.
 
 use crate::files::{Migration, migration};

@@ -1,5 +1,5 @@
 -- The rows the oracle loads into the fixture (not a migration): tables large enough that a
--- scan, an index build or a rewrite holds its lock for well over the oracle's 50 ms. One
+-- scan, an index build or a rewrite holds its lock for well over the oracle's 100 ms. One
 -- multi-statement string; the oracle runs VACUUM ANALYZE after it.
 INSERT INTO accounts (id, name, region)
   SELECT g, 'acct ' || g, CASE WHEN g % 2 = 0 THEN 'eu' END FROM generate_series(1, 50000) g;
