@@ -26,5 +26,5 @@ for f in tests/tests/*.rs; do
 done
 cargo test -p tests --bins "${targets[@]}" -- --test-threads=3
 # A Kubernetes world is a control plane, kwok, a gateway, Prometheus, Temporal and a worker:
-# two at a time, since three starve each other's timing on two cores.
-cargo test -p tests --test kubernetes -- --test-threads=2
+# one at a time (three, then two at once, starved each other's timing on two cores).
+cargo test -p tests --test kubernetes -- --test-threads=1
