@@ -241,20 +241,12 @@ fn subcommand(
         return add_constraint(cx, schema, table, k);
     }
     if sub == A::AtValidateConstraint as i32 {
-        let mut ops = vec![scan(
-            table,
-            Lock::ShareUpdateExclusive,
-            "",
-            String::new(),
-            "",
-        )];
+        let ops = vec![Op::quiet(table, Lock::ShareUpdateExclusive, Work::Scan)];
         if let Some(t) = schema.tables.get_mut(table)
             && let Some(k) = t.checks.get_mut(col)
         {
             k.validated = true;
         }
-        // A foreign key's validation also reads the referenced table (ROW SHARE).
-        let _ = &mut ops;
         return (Lock::ShareUpdateExclusive, ops);
     }
     if sub == A::AtSetLogged as i32

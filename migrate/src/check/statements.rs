@@ -117,13 +117,8 @@ impl Ctx<'_> {
 
     /// A statement that breaks the live version at once (whatever the file's phase).
     pub(super) fn breaks(&mut self, rule: &'static str, table: &str, message: String, alt: &str) {
-        self.push(Raw {
-            rule,
-            table: table.to_owned(),
-            message,
-            alternative: alt.to_owned(),
-            ..Raw::default()
-        });
+        // Unsafe, like a statement that cannot run: an error whatever the file's phase.
+        self.fails(rule, table, message, alt);
     }
 
     /// A statement the previous version cannot live with: only in a contract file.
