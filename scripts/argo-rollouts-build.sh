@@ -2,8 +2,12 @@
 # Builds (once) and caches the Argo Rollouts controller, the peer the comparison with Argo
 # Rollouts (issue 14) runs against the Kubernetes test bed, from its published Go module at a
 # pinned release, with its CRDs (Rollout, AnalysisTemplate, AnalysisRun, ...) beside it. Prints
-# the cache folder (bin/rollouts-controller, crds/) as its last line. A cold build takes ~2.5 min
-# on 2 cores. Not called by .ci/run or scripts/test.sh yet: nothing runs the controller so far.
+# the cache folder (bin/rollouts-controller, crds/) as its last line. A cold build takes ~3-5 min
+# on 2 cores. Used by `cutover-bench --only argo` (the side-by-side comparison), not by the tests.
+#
+# No Gateway API traffic router: its plugin (argoproj-labs/rollouts-plugin-trafficrouter-
+# gatewayapi) is not served by this machine's Go module proxy (403 for every version tried,
+# v0.4.0 to v0.15.0), so the comparison's Argo canary is the replica-count canary.
 #
 # v1.10.1, not v1.10.2: v1.10.2's go.mod needs Go 1.26.10 and this machine has 1.26.8. The
 # module's go.mod replaces the Kubernetes modules with its own versions, which only a main

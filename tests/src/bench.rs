@@ -14,12 +14,16 @@
 //!   cutover window as clients see it, failed requests, failed check → previous version, canary
 //!   breach → decision → stable;
 //! - the migration safety check on a folder of 500 migrations (`--only migrate-check`);
+//! - cutover and Argo Rollouts side by side on the test cluster, five scenarios, a table
+//!   (`--only argo`, see bench/argo.rs; not part of the full run);
 //! - 100 deployments at once in 100 environments (`--envs N`), each rolled back by its
 //!   validation window: worker RSS and CPU time, failed check → rollback decision (p50, p99),
 //!   history events per deployment.
 //!
 //! Timings vary with the machine; they are printed, never asserted.
 
+#[path = "bench/argo.rs"]
+mod argo;
 #[path = "bench/kube.rs"]
 mod kube;
 #[path = "kube_env.rs"]
@@ -87,7 +91,7 @@ fn main() {
     let demo = std::env::args().any(|a| a == "--demo");
     if std::env::args().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: cutover-bench [--demo] [--envs N] [--runs N] [--only resume|migration|scale|reverts|kubernetes|migrate-check] [--timer-shift MS]\n  prints deployment figures; --demo runs the demo instead;\n  --envs N: deployments at once in the scale section (default 100);\n  --runs N: kills per phase and setup in the resume section (default 5);\n  --only SECTION: run that section alone (reverts: --runs N reverts, at least 20; kubernetes: --runs N blue-green releases, default 3, through the test cluster's gateway; migrate-check: the migration check on 500 files, --runs N times)\n  --timer-shift MS: the resume section's Temporal server with history.timerProcessorMaxTimeShift at MS ms (the server's default is 1000: timers due sooner than that can fire up to that late)\n  CUTOVER_BENCH_TRACE=1: also print the history events around each kill and slow decision"
+            "usage: cutover-bench [--demo] [--envs N] [--runs N] [--only resume|migration|scale|reverts|kubernetes|argo|migrate-check] [--timer-shift MS]\n  prints deployment figures; --demo runs the demo instead;\n  --envs N: deployments at once in the scale section (default 100);\n  --runs N: kills per phase and setup in the resume section (default 5);\n  --only SECTION: run that section alone (reverts: --runs N reverts, at least 20; kubernetes: --runs N blue-green releases, default 3, through the test cluster's gateway; migrate-check: the migration check on 500 files, --runs N times; argo: cutover and Argo Rollouts side by side, five scenarios, a table; needs scripts/argo-rollouts-build.sh; --scenarios 1,3 and --systems cutover|argo narrow it)\n  --timer-shift MS: the resume section's Temporal server with history.timerProcessorMaxTimeShift at MS ms (the server's default is 1000: timers due sooner than that can fire up to that late)\n  CUTOVER_BENCH_TRACE=1: also print the history events around each kill and slow decision"
         );
         return;
     }
@@ -125,10 +129,29 @@ fn main() {
                 resume::reverts(&temporal.address(), &config, &platform, runs.max(20));
             }
             "kubernetes" => kube::run(number("--runs", 3)),
+            "argo" => {
+                let list = |name: &str| -> Vec<String> {
+                    flag(name)
+                        .map(|v| v.split(',').map(str::to_owned).collect())
+                        .unwrap_or_default()
+                };
+                let scenarios: Vec<usize> = list("--scenarios")
+                    .iter()
+                    .map(|n| match n.parse() {
+                        Ok(n @ 1..=5) => n,
+                        _ => panic!("--scenarios takes numbers 1 to 5, not {n:?}"),
+                    })
+                    .collect();
+                let systems = list("--systems");
+                if let Some(bad) = systems.iter().find(|s| *s != "cutover" && *s != "argo") {
+                    panic!("--systems takes cutover and/or argo, not {bad:?}");
+                }
+                argo::run(&scenarios, &systems)
+            }
             "migrate-check" => migrate_check::run(&dir, runs),
             other => {
                 panic!(
-                    "--only {other}: expected resume, migration, scale, reverts, kubernetes or migrate-check"
+                    "--only {other}: expected resume, migration, scale, reverts, kubernetes, argo or migrate-check"
                 )
             }
         }

@@ -1,0 +1,1196 @@
+//! `cutover-bench --only argo`: cutover and Argo Rollouts side by side on the same test cluster
+//! (the control plane, kwok and the fake kubelet's real stand-ins, Traefik as the Gateway API
+//! implementation, Prometheus with Kubernetes discovery), the same four JTS services, the same
+//! steady load through the gateway, the same faults; five scenarios run once by each, one world
+//! (namespace, Prometheus, load) per run, one after another. Prints a table.
+//!
+//! Argo Rollouts is the published controller (scripts/argo-rollouts-build.sh: v1.10.1), run
+//! against the test API server in namespaced mode, one Rollout per service: blue-green with
+//! active and preview Services and pre- and post-promotion analysis; canary by replica count
+//! (the Gateway API traffic-router plugin is not served by this machine's Go module proxy, see
+//! the script): the HTTPRoute sends to one Service over stable and canary pods, so a step's share
+//! is the canary's share of the pods; both analysed by a
+//! Prometheus AnalysisTemplate with cutover's queries and thresholds (error ratio <= 0.01, p95 <=
+//! 800 ms, 1 s interval; 4 measurements after promotion, as cutover's 4 s validation window).
+//! Argo Rollouts has no notion of a release of several services: "all four" is four Rollouts
+//! whose specs change in one `kubectl apply`.
+//!
+//! Client-side figures come from the load (20 requests a second to each service) and from
+//! sessions (5 a second: api-gateway, then order-execution, as a client placing an order), so a
+//! time is good to about 50 ms.
+
+use crate::kube_env::{KubeEnv, SERVICES, live_host};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use testkit::cluster::{Cluster, cluster, testbin_cache};
+use testkit::prom::Prometheus;
+use testkit::{Answer, GatewayLoad, scratch_dir, wait_until};
+
+pub const ARGO_ROLLOUTS_VERSION: &str = "v1.10.1";
+/// Sessions a second (api-gateway, then order-execution).
+const SESSION_RATE: u32 = 5;
+/// How long the load goes on once a release has settled, for the final state.
+const TAIL: Duration = Duration::from_secs(4);
+
+/// Where scripts/argo-rollouts-build.sh put the controller and the CRDs (CUTOVER_ARGO_ROLLOUTS
+/// overrides).
+fn argo_dir() -> PathBuf {
+    std::env::var_os("CUTOVER_ARGO_ROLLOUTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| testbin_cache().join(format!("argo-rollouts-{ARGO_ROLLOUTS_VERSION}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions: a client calling api-gateway and then order-execution.
+
+/// One session: when it ended (since the load's start) and the version each call reached ("" for
+/// a failed call).
+#[derive(Clone, Debug)]
+struct Session {
+    at: Duration,
+    gateway: String,
+    orders: String,
+}
+
+struct Sessions {
+    stop: Arc<AtomicBool>,
+    got: Arc<Mutex<Vec<Session>>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Sessions {
+    fn start(gw: &str, ns: &str, origin: Instant) -> Self {
+        assert!(gw.starts_with("127."), "loopback only: {gw}");
+        let rt = testkit::blocking::rt();
+        let stop = Arc::new(AtomicBool::new(false));
+        let got: Arc<Mutex<Vec<Session>>> = Arc::default();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let calls = [
+            (
+                live_host(ns, "api-gateway"),
+                format!("http://{gw}/api/market/status"),
+            ),
+            (
+                live_host(ns, "order-execution"),
+                format!("http://{gw}/api/orders"),
+            ),
+        ];
+        let (stop2, got2) = (stop.clone(), got.clone());
+        let handle = rt.spawn(async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(SESSION_RATE)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut inflight = tokio::task::JoinSet::new();
+            while !stop2.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let (client, calls, got) = (client.clone(), calls.clone(), got2.clone());
+                inflight.spawn(async move {
+                    let mut versions = Vec::new();
+                    for (host, url) in &calls {
+                        let v = match client.get(url).header("host", host).send().await {
+                            Ok(r) if r.status().is_success() => {
+                                let v: Value = r.json().await.unwrap_or_default();
+                                v["version"].as_str().unwrap_or_default().to_owned()
+                            }
+                            _ => String::new(),
+                        };
+                        versions.push(v);
+                    }
+                    got.lock().unwrap().push(Session {
+                        at: origin.elapsed(),
+                        gateway: versions[0].clone(),
+                        orders: versions[1].clone(),
+                    });
+                });
+                while inflight.try_join_next().is_some() {}
+            }
+            while inflight.join_next().await.is_some() {}
+        });
+        Self { stop, got, handle }
+    }
+
+    fn stop(self) -> Vec<Session> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = testkit::blocking::rt().block_on(self.handle);
+        self.got.lock().unwrap().clone()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What one run measured.
+
+/// The figures of one scenario run by one system.
+#[derive(Clone, Debug, Default)]
+pub struct Figures {
+    /// First answer by the new version → last by the old one, over the services that ended on
+    /// the new version (ms), and how many did.
+    window_ms: Option<f64>,
+    moved: usize,
+    /// Sessions whose two calls were answered by different versions, of all sessions.
+    mixed: (usize, usize),
+    /// Failed requests (load and sessions), of all.
+    failed: (usize, usize),
+    /// First failed request → last answer by the new version on the services that went back.
+    breach_ms: Option<f64>,
+    /// Whether clients got any answer by the new version.
+    any_new: bool,
+    /// Services still answering with the new version at the end while others went back.
+    stayed_new: Vec<String>,
+    /// Version per service in the last seconds of load.
+    final_state: BTreeMap<String, String>,
+    /// Operator steps left to reach one consistent, healthy release.
+    manual: String,
+    /// What the system itself reported (outcome, phases), and the time the release took.
+    outcome: String,
+    total_s: f64,
+}
+
+/// The figures from the answers of one run: `from` the release's start (since the load's start),
+/// `old` → `new` the versions.
+fn figures(
+    answers: &[Answer],
+    sessions: &[Session],
+    from: Duration,
+    old: &str,
+    new: &str,
+) -> Figures {
+    let after: Vec<&Answer> = answers.iter().filter(|a| a.sent >= from).collect();
+    let end = after.iter().map(|a| a.at).max().unwrap_or_default();
+    let mut f = Figures::default();
+    for s in SERVICES {
+        let tail: BTreeSet<&str> = after
+            .iter()
+            .filter(|a| a.service == s && a.at + TAIL / 2 >= end && a.failure.is_none())
+            .map(|a| a.version.as_str())
+            .collect();
+        let v = tail.into_iter().collect::<Vec<_>>().join("+");
+        f.final_state
+            .insert(s.to_owned(), if v.is_empty() { "none".into() } else { v });
+    }
+    let ms = |a: &&Answer| a.at.as_secs_f64() * 1000.0;
+    let moved: Vec<&str> = SERVICES
+        .into_iter()
+        .filter(|s| f.final_state[*s] == new)
+        .collect();
+    f.moved = moved.len();
+    if !moved.is_empty() {
+        let of = |v: &str| -> Vec<f64> {
+            after
+                .iter()
+                .filter(|a| moved.contains(&a.service.as_str()) && a.version == v)
+                .map(ms)
+                .collect()
+        };
+        let first_new = of(new).into_iter().fold(f64::MAX, f64::min);
+        let last_old = of(old).into_iter().fold(f64::MIN, f64::max);
+        f.window_ms = Some(last_old - first_new);
+    }
+    let back: Vec<&str> = SERVICES
+        .into_iter()
+        .filter(|s| f.final_state[*s] == old)
+        .collect();
+    let any_new = after.iter().any(|a| a.version == new);
+    f.any_new = any_new;
+    if any_new && !back.is_empty() {
+        let first_fail = after
+            .iter()
+            .filter(|a| a.failure.is_some())
+            .map(ms)
+            .chain(
+                sessions
+                    .iter()
+                    .filter(|s| s.at >= from && (s.gateway.is_empty() || s.orders.is_empty()))
+                    .map(|s| s.at.as_secs_f64() * 1000.0),
+            )
+            .fold(f64::MAX, f64::min);
+        let last_new = after
+            .iter()
+            .filter(|a| back.contains(&a.service.as_str()) && a.version == new)
+            .map(ms)
+            .fold(f64::MIN, f64::max);
+        if first_fail < f64::MAX && last_new > f64::MIN {
+            f.breach_ms = Some(last_new - first_fail);
+        }
+        f.stayed_new = moved.iter().map(|s| s.to_string()).collect();
+    }
+    let sess: Vec<&Session> = sessions.iter().filter(|s| s.at >= from).collect();
+    f.mixed = (
+        sess.iter()
+            .filter(|s| !s.gateway.is_empty() && !s.orders.is_empty() && s.gateway != s.orders)
+            .count(),
+        sess.len(),
+    );
+    let failed_calls = sess
+        .iter()
+        .map(|s| usize::from(s.gateway.is_empty()) + usize::from(s.orders.is_empty()))
+        .sum::<usize>();
+    f.failed = (
+        after.iter().filter(|a| a.failure.is_some()).count() + failed_calls,
+        after.len() + 2 * sess.len(),
+    );
+    f
+}
+
+/// The largest share of `service`'s answers by `version` in any 2 s after `from`: what a canary
+/// step gave the new version as clients saw it.
+fn peak_share(answers: &[Answer], from: Duration, service: &str, version: &str) -> f64 {
+    let mut buckets: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+    for a in answers
+        .iter()
+        .filter(|a| a.sent >= from && a.service == service && a.failure.is_none())
+    {
+        let b = buckets.entry(a.at.as_secs() / 2).or_default();
+        b.1 += 1;
+        if a.version == version {
+            b.0 += 1;
+        }
+    }
+    buckets
+        .values()
+        .filter(|(_, n)| *n >= 10)
+        .map(|(v, n)| *v as f64 / *n as f64 * 100.0)
+        .fold(0.0, f64::max)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scenarios.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Scenario {
+    Healthy,
+    PostSwitchBreach,
+    /// Argo Rollouts only: as 2, with a longer post-promotion analysis.
+    PostSwitchBreachLongAnalysis,
+    CanaryBreach,
+    Kill9,
+    NeverReady,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 5] = [
+        Scenario::Healthy,
+        Scenario::PostSwitchBreach,
+        Scenario::CanaryBreach,
+        Scenario::Kill9,
+        Scenario::NeverReady,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Scenario::Healthy => "1. healthy release of all four, blue-green",
+            Scenario::PostSwitchBreach => {
+                "2. blue-green; strategy-engine v2 fails 5 % of live requests after the switch"
+            }
+            Scenario::PostSwitchBreachLongAnalysis => {
+                "2b. as 2, Argo Rollouts only, its post-promotion analysis 10 measurements (to 10 s after the switch) instead of cutover's 4"
+            }
+            Scenario::CanaryBreach => "3. canary 10/25/50/75/100 %; order-execution v2 fails 5 %",
+            Scenario::Kill9 => {
+                "4. as 1, the worker / the controller killed (kill -9) at the first v2 answer, restarted 0.5 s later"
+            }
+            Scenario::NeverReady => "5. blue-green; risk-management v2 never becomes ready",
+        }
+    }
+
+    /// JTS_FAULTS of the world's stand-ins.
+    fn faults(self) -> &'static str {
+        match self {
+            Scenario::PostSwitchBreach | Scenario::PostSwitchBreachLongAnalysis => {
+                "v2@strategy-engine=live_error_rate:0.05"
+            }
+            Scenario::CanaryBreach => "v2@order-execution=live_error_rate:0.05",
+            Scenario::NeverReady => "v2@risk-management=never_ready:true",
+            _ => "",
+        }
+    }
+
+    fn canary(self) -> bool {
+        self == Scenario::CanaryBreach
+    }
+
+    /// Measurements of Argo's post-promotion analysis (one a second from 1 s after the
+    /// promotion): cutover's 4 s window, or longer.
+    fn validation_measurements(self) -> u32 {
+        if self == Scenario::PostSwitchBreachLongAnalysis {
+            10
+        } else {
+            4
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Scenario::Healthy => "healthy",
+            Scenario::PostSwitchBreach => "breach",
+            Scenario::PostSwitchBreachLongAnalysis => "breach-long",
+            Scenario::CanaryBreach => "canary",
+            Scenario::Kill9 => "kill9",
+            Scenario::NeverReady => "unready",
+        }
+    }
+}
+
+/// Waits for the first answer by `version` in `load`, up to `timeout`.
+fn first_answer_by(load: &GatewayLoad, from: Duration, version: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if load
+            .answers()
+            .iter()
+            .any(|a| a.sent >= from && a.version == version)
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn cutover_run(sc: Scenario) -> Figures {
+    let mut env = KubeEnv::start_full(
+        &format!("cmp-cutover-{}", sc.slug()),
+        &[],
+        1,
+        false,
+        sc.faults(),
+    );
+    let origin = env.load.as_ref().unwrap().started;
+    let sessions = Sessions::start(&env.c.gateway.http, &env.ns, origin);
+    std::thread::sleep(Duration::from_secs(2));
+    let from = origin.elapsed();
+    let begun = Instant::now();
+    let mut args = vec!["deploy", "staging", "--as", "bench", "--revision", "v2"];
+    if sc.canary() {
+        args.extend(["--strategy", "canary"]);
+    }
+    let run = env.cli(&args);
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut note = String::new();
+    if sc == Scenario::Kill9 {
+        let seen = first_answer_by(
+            env.load.as_ref().unwrap(),
+            from,
+            "v2",
+            Duration::from_secs(120),
+        );
+        assert!(seen, "no v2 answer within 120 s");
+        env.worker.kill9();
+        let killed = Instant::now();
+        std::thread::sleep(Duration::from_millis(500));
+        env.worker.spawn();
+        env.wait_status("outcome", Duration::from_secs(300), |s| {
+            !s["outcome"].as_str().unwrap_or("").is_empty()
+        });
+        note = format!("; kill → outcome {:.1} s", killed.elapsed().as_secs_f64());
+    }
+    let s = env.wait_status("outcome", Duration::from_secs(300), |s| {
+        !s["outcome"].as_str().unwrap_or("").is_empty()
+    });
+    let total_s = begun.elapsed().as_secs_f64();
+    std::thread::sleep(TAIL);
+    let answers = env.stop_load();
+    let sessions = sessions.stop();
+    let mut f = figures(&answers, &sessions, from, "v1", "v2");
+    f.total_s = total_s;
+    // What cutover reports, and whether an operator has anything left to do: a run that ended
+    // (succeeded, or reverted / failed with every service back on v1) leaves nothing to clear.
+    let colors = env.active_colors();
+    let one_colour = colors.values().collect::<BTreeSet<_>>().len() == 1;
+    let phase = s["phase"].as_str().unwrap_or("").to_owned();
+    f.outcome = format!(
+        "outcome {}, phase {phase}, active colours {}{note}",
+        s["outcome"].as_str().unwrap_or("?"),
+        if one_colour {
+            "one for all four"
+        } else {
+            "mixed"
+        }
+    );
+    f.manual = if one_colour {
+        "0".into()
+    } else {
+        "services on different colours".into()
+    };
+    if sc.canary() {
+        f.outcome.push_str(&format!(
+            "; order-execution's peak v2 share {:.0} %",
+            peak_share(&answers, from, "order-execution", "v2")
+        ));
+    }
+    f
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argo Rollouts.
+
+/// One Argo Rollouts world: a namespace of the test cluster with the four services as Rollouts,
+/// their Services and HTTPRoutes on the shared Gateway, the AnalysisTemplates, Prometheus, the
+/// controller (namespaced) and the load.
+struct ArgoEnv {
+    c: &'static Cluster,
+    ns: String,
+    dir: PathBuf,
+    prom: Prometheus,
+    controller: Option<Child>,
+    load: Option<GatewayLoad>,
+    canary: bool,
+    /// Measurements of the post-promotion analysis.
+    validation: u32,
+}
+
+/// The CRDs, once per cluster.
+fn install_crds(c: &Cluster) {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        let crds = argo_dir().join("crds");
+        assert!(
+            argo_dir().join("bin/rollouts-controller").exists(),
+            "{} is missing: run scripts/argo-rollouts-build.sh (it builds and caches Argo Rollouts)",
+            argo_dir().display()
+        );
+        c.kubectl_ok(&["apply", "--server-side", "-f", &crds.display().to_string()]);
+        wait_until("Argo Rollouts' CRDs established", Duration::from_secs(60), || {
+            c.kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "crd/rollouts.argoproj.io",
+                "crd/analysistemplates.argoproj.io",
+                "crd/analysisruns.argoproj.io",
+                "--timeout=5s",
+            ])
+            .status
+            .success()
+        });
+    });
+}
+
+const PARENT: fn(&Cluster) -> Value = |c| {
+    json!({"group": "gateway.networking.k8s.io", "kind": "Gateway",
+           "name": c.gateway.name, "namespace": c.gateway.namespace})
+};
+
+/// The pod template of `service` at `version`: the JTS stand-in as cutover's templates run it
+/// (restricted security context, readiness probe, preStop sleep), its metrics' `color` label
+/// the version (Argo Rollouts has no colours; the analysis selects the version).
+fn pod_template(service: &str, version: &str) -> Value {
+    json!({
+        "metadata": {"labels": {
+            "app": service, "app.kubernetes.io/name": service,
+            "app.kubernetes.io/part-of": "jts", "app.kubernetes.io/version": version}},
+        "spec": {
+            "automountServiceAccountToken": false,
+            "terminationGracePeriodSeconds": 45,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": service,
+                "image": format!("jts/{service}:{version}"),
+                "imagePullPolicy": "IfNotPresent",
+                "args": ["--service", service, "--version", version, "--color", version,
+                         "--listen", "0.0.0.0:8080"],
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/health/ready", "port": "http"},
+                                   "periodSeconds": 2, "failureThreshold": 2},
+                "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
+                "securityContext": {"allowPrivilegeEscalation": false,
+                                    "readOnlyRootFilesystem": true,
+                                    "capabilities": {"drop": ["ALL"]}}
+            }]
+        }
+    })
+}
+
+/// cutover's analysis as an AnalysisTemplate: the error ratio and p95 of one service's version
+/// over 5 s, every second; `count` measurements (None: until the rollout ends, for a canary's
+/// background analysis), the first after `initial_delay`. No traffic counts as 0 errors and p95 0 (Argo sends no traffic of
+/// its own to a preview).
+fn analysis_template(
+    name: &str,
+    prometheus: &str,
+    count: Option<u32>,
+    initial_delay: Option<&str>,
+) -> Value {
+    let sel =
+        r#"namespace="{{args.namespace}}",service="{{args.service}}",color="{{args.version}}""#;
+    let errors = format!(
+        r#"(sum(rate(http_requests_total{{{sel},code=~"5.."}}[5s])) or vector(0)) / (sum(rate(http_requests_total{{{sel}}}[5s])) or vector(1))"#
+    );
+    let p95 = format!(
+        r#"(histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[5s]))) >= 0) or vector(0)"#
+    );
+    let metric = |name: &str, query: String, cond: &str| {
+        let mut m = json!({
+            "name": name, "interval": "1s", "failureLimit": 0,
+            "successCondition": cond,
+            "provider": {"prometheus": {"address": prometheus, "query": query}}
+        });
+        if let Some(n) = count {
+            m["count"] = json!(n);
+        }
+        if let Some(d) = initial_delay {
+            m["initialDelay"] = json!(d);
+        }
+        m
+    };
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": name},
+        "spec": {
+            "args": [{"name": "namespace"}, {"name": "service"}, {"name": "version"}],
+            "metrics": [
+                metric("error-ratio", errors, "result[0] <= 0.01"),
+                metric("p95-seconds", p95, "result[0] <= 0.8"),
+            ]
+        }
+    })
+}
+
+fn analysis_ref(template: &str, ns: &str, service: &str, version: &str) -> Value {
+    json!({
+        "templates": [{"templateName": template}],
+        "args": [
+            {"name": "namespace", "value": ns},
+            {"name": "service", "value": service},
+            {"name": "version", "value": version}
+        ]
+    })
+}
+
+impl ArgoEnv {
+    fn start(name: &str, faults: &str, canary: bool, validation: u32) -> Self {
+        let c = cluster();
+        install_crds(c);
+        let ns = c.namespace(name);
+        if !faults.is_empty() {
+            c.kubectl_ok(&[
+                "annotate",
+                "namespace",
+                &ns,
+                &format!("{}={faults}", testkit::kubelet::FAULTS_ANNOTATION),
+            ]);
+        }
+        let dir = scratch_dir(&format!("argo-{name}"));
+        let prom = Prometheus::start_kubernetes(&dir, c);
+        let mut env = Self {
+            c,
+            ns,
+            dir,
+            prom,
+            controller: None,
+            load: None,
+            canary,
+            validation,
+        };
+        env.apply(&env.setup());
+        env.spawn_controller();
+        env.apply(&env.rollouts("v1"));
+        env.wait_settled(Duration::from_secs(120));
+        let hosts: BTreeMap<String, String> = SERVICES
+            .iter()
+            .map(|s| (s.to_string(), live_host(&env.ns, s)))
+            .collect();
+        let gw = c.gateway.http.clone();
+        wait_until(
+            "every live route answers through the gateway",
+            Duration::from_secs(60),
+            || {
+                hosts.values().all(|h| {
+                    testkit::gateway_get(&gw, h, "/health/ready").is_some_and(|c| c == 200)
+                })
+            },
+        );
+        env.load = Some(GatewayLoad::start(&gw, &hosts, crate::kube_env::LOAD_RATE));
+        env
+    }
+
+    fn apply(&self, items: &[Value]) {
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+        let out = self.c.kubectl_stdin(
+            &[
+                "-n",
+                &self.ns,
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=bench",
+                "-f",
+                "-",
+            ],
+            &list.to_string(),
+        );
+        assert!(
+            out.status.success(),
+            "kubectl apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Services, HTTPRoutes, AnalysisTemplates.
+    fn setup(&self) -> Vec<Value> {
+        let mut items = vec![
+            analysis_template("jts-preview", &self.prom.url, Some(1), None),
+            // cutover's window: a check every second from 1 s after the switch, 4 of them.
+            analysis_template(
+                "jts-validation",
+                &self.prom.url,
+                Some(self.validation),
+                Some("1s"),
+            ),
+            analysis_template("jts-canary", &self.prom.url, None, None),
+        ];
+        // Blue-green: the active and preview Services (the controller sets their selectors);
+        // replica-count canary: one Service over stable and canary pods.
+        let roles: &[&str] = if self.canary {
+            &["all"]
+        } else {
+            &["active", "preview"]
+        };
+        for s in SERVICES {
+            for role in roles {
+                items.push(json!({
+                    "apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": format!("{s}-{role}"), "labels": {"app": s}},
+                    "spec": {"type": "ClusterIP", "selector": {"app": s},
+                             "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+                }));
+            }
+            let backends = json!([{"name": format!("{s}-{}", roles[0]), "port": 80}]);
+            items.push(json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": s},
+                "spec": {"parentRefs": [PARENT(self.c)], "hostnames": [live_host(&self.ns, s)],
+                         "rules": [{"backendRefs": backends}]}
+            }));
+        }
+        items
+    }
+
+    /// The four Rollouts at `version`.
+    fn rollouts(&self, version: &str) -> Vec<Value> {
+        SERVICES
+            .iter()
+            .map(|s| {
+                let strategy = if self.canary {
+                    let mut steps = Vec::new();
+                    for w in [10, 25, 50, 75] {
+                        steps.push(json!({"setWeight": w}));
+                        steps.push(json!({"pause": {"duration": "4s"}}));
+                    }
+                    json!({"canary": {
+                        "analysis": analysis_ref("jts-canary", &self.ns, s, version),
+                        "steps": steps
+                    }})
+                } else {
+                    json!({"blueGreen": {
+                        "activeService": format!("{s}-active"),
+                        "previewService": format!("{s}-preview"),
+                        "autoPromotionEnabled": true,
+                        "scaleDownDelaySeconds": 30,
+                        "prePromotionAnalysis": analysis_ref("jts-preview", &self.ns, s, version),
+                        "postPromotionAnalysis": analysis_ref("jts-validation", &self.ns, s, version)
+                    }})
+                };
+                json!({
+                    "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                    "metadata": {"name": s},
+                    "spec": {
+                        "replicas": 2,
+                        "revisionHistoryLimit": 3,
+                        // cutover's ready_timeout_secs in these worlds.
+                        "progressDeadlineSeconds": 30,
+                        "progressDeadlineAbort": true,
+                        "selector": {"matchLabels": {"app": s}},
+                        "template": pod_template(s, version),
+                        "strategy": strategy
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn spawn_controller(&mut self) {
+        let dir = self.dir.join("controller");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("controller.log"))
+            .unwrap();
+        let mut cmd = Command::new(argo_dir().join("bin/rollouts-controller"));
+        cmd.args([
+            &format!("--kubeconfig={}", self.c.kubeconfig.display()),
+            "--namespaced",
+            &format!("--namespace={}", self.ns),
+            "--leader-elect=false",
+            &format!("--metricsPort={}", testkit::free_port()),
+            &format!("--healthzPort={}", testkit::free_port()),
+            "--loglevel=info",
+        ])
+        .env("POD_NAMESPACE", &self.ns)
+        .env("KUBECONFIG", &self.c.kubeconfig)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+        testkit::die_with_parent(&mut cmd);
+        self.controller = Some(cmd.spawn().expect("rollouts-controller starts"));
+    }
+
+    /// How many AnalysisRuns ended in each phase ("8 Successful, 1 Failed").
+    fn analysis_runs(&self) -> String {
+        let out = self
+            .c
+            .kubectl(&["-n", &self.ns, "get", "analysisruns", "-o", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+        for r in v["items"].as_array().into_iter().flatten() {
+            let phase = r["status"]["phase"]
+                .as_str()
+                .unwrap_or("Pending")
+                .to_owned();
+            *by.entry(phase).or_default() += 1;
+        }
+        by.iter()
+            .map(|(p, n)| format!("{n} {p}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.controller.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log =
+            std::fs::read_to_string(self.dir.join("controller/controller.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Each Rollout's status: (phase, aborted, message).
+    fn statuses(&self) -> BTreeMap<String, (String, bool, String)> {
+        let out = self
+            .c
+            .kubectl(&["-n", &self.ns, "get", "rollouts", "-o", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                let st = &r["status"];
+                let settled = st["observedGeneration"].as_str().map(str::to_owned)
+                    == Some(r["metadata"]["generation"].to_string());
+                let phase = if settled {
+                    st["phase"].as_str().unwrap_or("").to_owned()
+                } else {
+                    "Progressing".into()
+                };
+                (
+                    r["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+                    (
+                        phase,
+                        st["abort"].as_bool().unwrap_or(false),
+                        st["message"].as_str().unwrap_or("").to_owned(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// Until every Rollout is Healthy or Degraded (aborted) for its current spec.
+    fn wait_settled(&self, timeout: Duration) -> BTreeMap<String, (String, bool, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.statuses();
+            if st.len() == 4
+                && st
+                    .values()
+                    .all(|(p, _, _)| p == "Healthy" || p == "Degraded")
+            {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Argo Rollouts did not settle in {timeout:?}: {st:?}\ncontroller log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for ArgoEnv {
+    fn drop(&mut self) {
+        if let Some(l) = self.load.take() {
+            l.stop();
+        }
+        self.kill9();
+    }
+}
+
+fn argo_run(sc: Scenario) -> Figures {
+    let mut env = ArgoEnv::start(
+        &format!("cmp-argo-{}", sc.slug()),
+        sc.faults(),
+        sc.canary(),
+        sc.validation_measurements(),
+    );
+    let origin = env.load.as_ref().unwrap().started;
+    let sessions = Sessions::start(&env.c.gateway.http, &env.ns, origin);
+    std::thread::sleep(Duration::from_secs(2));
+    let from = origin.elapsed();
+    let begun = Instant::now();
+    env.apply(&env.rollouts("v2"));
+    // The new spec must be seen before "settled" means anything.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut note = String::new();
+    if sc == Scenario::Kill9 {
+        let seen = first_answer_by(
+            env.load.as_ref().unwrap(),
+            from,
+            "v2",
+            Duration::from_secs(120),
+        );
+        assert!(seen, "no v2 answer within 120 s\n{}", env.log_tail());
+        env.kill9();
+        let killed = Instant::now();
+        std::thread::sleep(Duration::from_millis(500));
+        env.spawn_controller();
+        env.wait_settled(Duration::from_secs(300));
+        note = format!("; kill → settled {:.1} s", killed.elapsed().as_secs_f64());
+    }
+    let st = env.wait_settled(Duration::from_secs(300));
+    let total_s = begun.elapsed().as_secs_f64();
+    std::thread::sleep(TAIL);
+    let answers = env.load.take().unwrap().stop();
+    let sessions = sessions.stop();
+    let mut f = figures(&answers, &sessions, from, "v1", "v2");
+    f.total_s = total_s;
+    let aborted: Vec<&String> = st.iter().filter(|(_, s)| s.1).map(|(n, _)| n).collect();
+    let phases: BTreeMap<&str, usize> = st.values().fold(BTreeMap::new(), |mut m, s| {
+        *m.entry(s.0.as_str()).or_default() += 1;
+        m
+    });
+    f.outcome = format!(
+        "Rollouts {}{}; AnalysisRuns {}{note}",
+        phases
+            .iter()
+            .map(|(p, n)| format!("{n} {p}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if aborted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (aborted: {})",
+                aborted
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        env.analysis_runs()
+    );
+    // An aborted Rollout stays Degraded with v2 in its spec until an operator undoes (or
+    // re-applies v1) or retries it; services left on v2 while others went back take an undo
+    // each to be one release again.
+    let mut steps = Vec::new();
+    if !aborted.is_empty() {
+        steps.push(format!("{} undo of an aborted Rollout", aborted.len()));
+    }
+    if !aborted.is_empty() && !f.stayed_new.is_empty() {
+        steps.push(format!(
+            "{} undo to bring {} back to v1",
+            f.stayed_new.len(),
+            f.stayed_new.join(", ")
+        ));
+    }
+    f.manual = if steps.is_empty() {
+        "0".into()
+    } else {
+        steps.join(" + ")
+    };
+    if sc.canary() {
+        f.outcome.push_str(&format!(
+            "; order-execution's peak v2 share {:.0} %",
+            peak_share(&answers, from, "order-execution", "v2")
+        ));
+    }
+    f
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table.
+
+fn state_text(f: &Figures) -> String {
+    let vs: BTreeSet<&String> = f.final_state.values().collect();
+    if vs.len() == 1 {
+        return format!("all four on {}", vs.into_iter().next().unwrap());
+    }
+    f.final_state
+        .iter()
+        .map(|(s, v)| format!("{s} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 && b > 0.0 => format!("{:.1}×", a / b),
+        _ => "—".into(),
+    }
+}
+
+fn window_text(f: &Figures) -> String {
+    match f.window_ms {
+        Some(w) if f.moved == 4 => format!("{w:.0} ms"),
+        Some(w) => format!("{w:.0} ms ({} of 4 moved)", f.moved),
+        None if f.breach_ms.is_some() || f.any_new => "— (ended with all four on v1)".into(),
+        None => "— (no v2 answer reached clients)".into(),
+    }
+}
+
+fn breach_text(f: &Figures, sc: Scenario) -> String {
+    if matches!(sc, Scenario::Healthy | Scenario::Kill9) {
+        return "— (no breach)".into();
+    }
+    let mut t = match f.breach_ms {
+        Some(b) => format!("{b:.0} ms"),
+        None if f.final_state.values().all(|v| v == "v1") => "no v2 answer reached clients".into(),
+        None => "never".into(),
+    };
+    if !f.stayed_new.is_empty() {
+        t.push_str(&format!(
+            "; never for {} (stay on v2)",
+            f.stayed_new.join(", ")
+        ));
+    }
+    t
+}
+
+/// One run; a run that fails (a world that does not start, a release that never settles) is a
+/// row saying so, and the others still run.
+fn guarded(sc: Scenario, system: &str, run: fn(Scenario) -> Figures) -> Figures {
+    eprintln!("== {} — {system}", sc.title());
+    match std::panic::catch_unwind(|| run(sc)) {
+        Ok(f) => {
+            eprintln!("   {f:?}");
+            f
+        }
+        Err(e) => {
+            let why = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let why = why.lines().next().unwrap_or_default().to_owned();
+            Figures {
+                outcome: format!("RUN FAILED: {why}"),
+                manual: "?".into(),
+                ..Default::default()
+            }
+        }
+    }
+}
+
+/// `scenarios`: which of 1..=5 (all when empty); `systems`: "cutover", "argo" (both when empty).
+pub fn run(scenarios: &[usize], systems: &[String]) {
+    let version = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(testkit::cluster::repo_root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let temporal = std::process::Command::new(testkit::temporal_cli())
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!("\n## cutover and Argo Rollouts side by side (issue 14)");
+    println!(
+        "cutover {version} (`cutover deploy staging --revision v2 [--strategy canary]`, worker on `{temporal}`), Argo Rollouts {ARGO_ROLLOUTS_VERSION} (blue-green; canary by replica count: the Gateway API plugin is not served here) (`kubectl apply --server-side` of the four Rollouts at v2; controller: --namespaced --leader-elect=false); Kubernetes {}, Traefik {}, Prometheus (1 s scrapes); load 20 req/s per service + {SESSION_RATE} sessions/s (api-gateway then order-execution) through the gateway",
+        testkit::cluster::K8S_VERSION,
+        testkit::cluster::TRAEFIK_VERSION,
+    );
+    let wants = |s: &str| systems.is_empty() || systems.iter().any(|x| x == s);
+    let mut rows = Vec::new();
+    for (i, sc) in Scenario::ALL.into_iter().enumerate() {
+        if !scenarios.is_empty() && !scenarios.contains(&(i + 1)) {
+            continue;
+        }
+        let c = wants("cutover").then(|| guarded(sc, "cutover", cutover_run));
+        let a = wants("argo").then(|| guarded(sc, "Argo Rollouts", argo_run));
+        rows.push((sc, c, a));
+        if sc == Scenario::PostSwitchBreach && wants("argo") {
+            let long = Scenario::PostSwitchBreachLongAnalysis;
+            rows.push((long, None, Some(guarded(long, "Argo Rollouts", argo_run))));
+        }
+    }
+    println!();
+    println!(
+        "| scenario | system | cutover window, all four (first v2 → last v1) | sessions on mixed versions | failed requests | breach → all traffic on v1 | final state | manual steps | took | reported |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (sc, c, a) in &rows {
+        for (name, f) in [("cutover", c), ("Argo Rollouts", a)] {
+            let Some(f) = f else { continue };
+            println!(
+                "| {} | {name} | {} | {} of {} | {} of {} | {} | {} | {} | {:.1} s | {} |",
+                sc.title(),
+                window_text(f),
+                f.mixed.0,
+                f.mixed.1,
+                f.failed.0,
+                f.failed.1,
+                breach_text(f, *sc),
+                state_text(f),
+                f.manual,
+                f.total_s,
+                f.outcome
+            );
+        }
+    }
+    println!();
+    println!(
+        "Ratios, Argo Rollouts ÷ cutover (the machine is noisy; both ran here, one after the other):"
+    );
+    for (sc, c, a) in &rows {
+        let (Some(c), Some(a)) = (c, a) else { continue };
+        println!(
+            "- {}: release took {}, failed requests {}, sessions on mixed versions {}, breach → v1 {}, cutover window {} (a ratio only when both are positive)",
+            sc.title(),
+            ratio(Some(a.total_s), Some(c.total_s)),
+            ratio(Some(a.failed.0 as f64), Some(c.failed.0 as f64)),
+            ratio(Some(a.mixed.0 as f64), Some(c.mixed.0 as f64)),
+            ratio(a.breach_ms, c.breach_ms),
+            ratio(a.window_ms, c.window_ms),
+        );
+    }
+    println!(
+        "- all four as one unit: cutover releases the four services in one workflow (one switch, one rollback); Argo Rollouts has no such unit — four Rollouts, each promoted or aborted on its own (see the final states above)."
+    );
+    println!(
+        "- database migrations: a phase of cutover's release (`cutover migrate`, verified backup first); Argo Rollouts has none — not run for either here: a migration would be a Job run by another tool before the apply, outside the Rollout's analysis and abort."
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An answer by `version` of `service` at `ms` (sent 10 ms before); "" version: a failure.
+    fn ans(service: &str, ms: u64, version: &str) -> Answer {
+        Answer {
+            service: service.into(),
+            sent: Duration::from_millis(ms.saturating_sub(10)),
+            at: Duration::from_millis(ms),
+            instance: String::new(),
+            version: version.into(),
+            color: String::new(),
+            failure: version.is_empty().then(|| "500".into()),
+        }
+    }
+
+    /// Every service answering every 50 ms from 0 to 6 s, by `version_of(service, ms)`.
+    fn load(version_of: impl Fn(&str, u64) -> &'static str) -> Vec<Answer> {
+        let mut v = Vec::new();
+        for ms in (0..=6000).step_by(50) {
+            for s in SERVICES {
+                v.push(ans(s, ms, version_of(s, ms)));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn a_clean_cut_of_all_four_has_a_negative_window_and_ends_on_the_new_version() {
+        // The four services move between 1000 and 1100 ms (the last v1 at 1000, the first v2
+        // at 1050: a 50 ms gap, negative window); one session crossed the cut.
+        let answers = load(|_, ms| if ms <= 1000 { "v1" } else { "v2" });
+        let sessions = vec![
+            Session {
+                at: Duration::from_millis(900),
+                gateway: "v1".into(),
+                orders: "v1".into(),
+            },
+            Session {
+                at: Duration::from_millis(1020),
+                gateway: "v1".into(),
+                orders: "v2".into(),
+            },
+            Session {
+                at: Duration::from_millis(2000),
+                gateway: "v2".into(),
+                orders: "v2".into(),
+            },
+        ];
+        let f = figures(&answers, &sessions, Duration::from_millis(500), "v1", "v2");
+        assert_eq!(f.moved, 4);
+        assert_eq!(f.window_ms.map(|w| w.round()), Some(-50.0));
+        assert_eq!(f.mixed, (1, 3));
+        assert_eq!(f.failed.0, 0);
+        assert!(f.final_state.values().all(|v| v == "v2"), "{f:?}");
+        assert_eq!(f.breach_ms, None);
+        assert!(f.stayed_new.is_empty());
+    }
+
+    #[test]
+    fn one_service_rolled_back_alone_leaves_the_others_on_the_new_version() {
+        // strategy-engine: v2 from 1050, a failure at 1500, back on v1 from 2050; the rest stay
+        // on v2.
+        let answers = load(|s, ms| match (s, ms) {
+            (_, ..=1000) => "v1",
+            ("strategy-engine", 1500) => "",
+            ("strategy-engine", 2050..) => "v1",
+            _ => "v2",
+        });
+        let f = figures(&answers, &[], Duration::ZERO, "v1", "v2");
+        assert_eq!(f.final_state["strategy-engine"], "v1");
+        assert_eq!(f.moved, 3);
+        assert_eq!(f.failed, (1, answers.len()));
+        // First failure (1500) → last v2 answer of strategy-engine (2000).
+        assert_eq!(f.breach_ms.map(|b| b.round()), Some(500.0));
+        assert_eq!(f.stayed_new.len(), 3);
+        assert!(!f.stayed_new.contains(&"strategy-engine".to_string()));
+        assert!(breach_text(&f, Scenario::PostSwitchBreach).contains("never for"));
+    }
+
+    #[test]
+    fn a_release_that_never_moved_has_no_window() {
+        let answers = load(|_, _| "v1");
+        let f = figures(&answers, &[], Duration::ZERO, "v1", "v2");
+        assert_eq!(f.moved, 0);
+        assert_eq!(f.window_ms, None);
+        assert_eq!(state_text(&f), "all four on v1");
+        assert_eq!(window_text(&f), "— (no v2 answer reached clients)");
+    }
+
+    #[test]
+    fn peak_share_is_the_busiest_two_seconds() {
+        // order-execution: v2 answers every other request between 2 and 4 s.
+        let answers = load(|s, ms| {
+            if s == "order-execution" && (2000..4000).contains(&ms) && ms % 100 == 0 {
+                "v2"
+            } else {
+                "v1"
+            }
+        });
+        let p = peak_share(&answers, Duration::ZERO, "order-execution", "v2");
+        assert_eq!(p.round(), 50.0);
+    }
+}
