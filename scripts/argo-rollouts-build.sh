@@ -3,7 +3,8 @@
 # Rollouts (issue 14) runs against the Kubernetes test bed, from its published Go module at a
 # pinned release, with its CRDs (Rollout, AnalysisTemplate, AnalysisRun, ...) beside it. Prints
 # the cache folder (bin/rollouts-controller, crds/) as its last line. A cold build takes ~3-5 min
-# on 2 cores. Used by `cutover-bench --only argo` (the side-by-side comparison), not by the tests.
+# on 2 cores. Used by tests/tests/argo_rollouts.rs and `cutover-bench --only argo` (the
+# side-by-side comparison).
 #
 # No Gateway API traffic router: its plugin (argoproj-labs/rollouts-plugin-trafficrouter-
 # gatewayapi) is not served by this machine's Go module proxy (403 for every version tried,

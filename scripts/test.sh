@@ -16,6 +16,8 @@ export CUTOVER_S3S_FS="${CUTOVER_S3S_FS:-$(scripts/s3-build.sh | tail -n 1)}"
 # The OCI registry and crane for the image preflight tests (and actionlint), and the
 # Prometheus Operator's CRDs (built and copied once from Go modules, cached).
 export CUTOVER_REGISTRY_BIN="${CUTOVER_REGISTRY_BIN:-$(scripts/registry-build.sh | tail -n 1)}"
+# Argo Rollouts' controller and CRDs for tests/tests/argo_rollouts.rs (built once, cached).
+export CUTOVER_ARGO_ROLLOUTS="${CUTOVER_ARGO_ROLLOUTS:-$(scripts/argo-rollouts-build.sh | tail -n 1)}"
 cargo build --bins
 # Integration tests each start their own servers; three at a time fit two cores.
 cargo test --workspace --exclude tests -- --test-threads=3

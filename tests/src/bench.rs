@@ -24,6 +24,8 @@
 
 #[path = "bench/argo.rs"]
 mod argo;
+#[path = "argo_env.rs"]
+mod argo_env;
 #[path = "bench/kube.rs"]
 mod kube;
 #[path = "kube_env.rs"]
