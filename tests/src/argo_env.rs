@@ -9,8 +9,8 @@
 //! post-promotion analysis (a measurement a second from 1 s after the promotion: cutover's
 //! validation window). Canary: by replica count — the Gateway API traffic-router plugin is not
 //! served by this machine's Go module proxy (see the script) — so the HTTPRoute sends to one
-//! Service over stable and canary pods and a step's share is the canary's share of the pods;
-//! background analysis every second.
+//! Service over stable and canary pods and a step's share is the canary's share of the pods
+//! (10 replicas, so 10 % is one pod); background analysis every second.
 
 #![allow(dead_code)]
 
@@ -53,16 +53,22 @@ pub struct ArgoEnv {
 
 /// The CRDs, once per cluster.
 fn install_crds(c: &Cluster) {
-    static DONE: std::sync::Once = std::sync::Once::new();
-    DONE.call_once(|| {
-        let crds = argo_dir().join("crds");
-        assert!(
-            argo_dir().join("bin/rollouts-controller").exists(),
-            "{} is missing: run scripts/argo-rollouts-build.sh (it builds and caches Argo Rollouts)",
-            argo_dir().display()
-        );
-        c.kubectl_ok(&["apply", "--server-side", "-f", &crds.display().to_string()]);
-        wait_until("Argo Rollouts' CRDs established", Duration::from_secs(60), || {
+    static DONE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return;
+    }
+    let crds = argo_dir().join("crds");
+    assert!(
+        argo_dir().join("bin/rollouts-controller").exists(),
+        "{} is missing: run scripts/argo-rollouts-build.sh (it builds and caches Argo Rollouts)",
+        argo_dir().display()
+    );
+    c.kubectl_ok(&["apply", "--server-side", "-f", &crds.display().to_string()]);
+    wait_until(
+        "Argo Rollouts' CRDs established",
+        Duration::from_secs(60),
+        || {
             c.kubectl(&[
                 "wait",
                 "--for=condition=Established",
@@ -73,8 +79,9 @@ fn install_crds(c: &Cluster) {
             ])
             .status
             .success()
-        });
-    });
+        },
+    );
+    *done = true;
 }
 
 const PARENT: fn(&Cluster) -> Value = |c| {
@@ -198,7 +205,12 @@ impl ArgoEnv {
         env.apply(&env.setup());
         env.spawn_controller();
         env.apply(&env.rollouts("v1"));
-        env.wait_settled(Duration::from_secs(120));
+        let st = env.wait_settled(Duration::from_secs(120));
+        assert!(
+            st.values().all(|(phase, _, _)| phase == "Healthy"),
+            "v1 is not Healthy: {st:?}\ncontroller log:\n{}",
+            env.log_tail()
+        );
         let hosts: BTreeMap<String, String> = SERVICES
             .iter()
             .map(|s| (s.to_string(), live_host(&env.ns, s)))
@@ -308,7 +320,9 @@ impl ArgoEnv {
                     "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
                     "metadata": {"name": s},
                     "spec": {
-                        "replicas": 2,
+                        // Blue-green as cutover's colours; the replica-count canary needs
+                        // enough pods for its steps: 10 % is 1 canary pod of 10.
+                        "replicas": if self.canary { 10 } else { 2 },
                         "revisionHistoryLimit": 3,
                         // cutover's ready_timeout_secs in these worlds.
                         "progressDeadlineSeconds": 30,
@@ -443,5 +457,8 @@ impl Drop for ArgoEnv {
             l.stop();
         }
         self.kill9();
+        // Its pods stop; later worlds' Prometheus no longer scrapes them.
+        self.c
+            .kubectl(&["delete", "namespace", &self.ns, "--wait=false"]);
     }
 }

@@ -36,19 +36,29 @@ const TAIL: Duration = Duration::from_secs(4);
 // ---------------------------------------------------------------------------------------------
 // Sessions: a client calling api-gateway and then order-execution.
 
-/// One session: when it ended (since the load's start) and the version each call reached ("" for
+/// One session: when it started (since the load's start) and the version each call reached ("" for
 /// a failed call).
 #[derive(Clone, Debug)]
 struct Session {
-    at: Duration,
+    sent: Duration,
     gateway: String,
     orders: String,
+}
+
+impl Session {
+    fn mixed(&self) -> bool {
+        !self.gateway.is_empty() && !self.orders.is_empty() && self.gateway != self.orders
+    }
+
+    fn failed_calls(&self) -> usize {
+        usize::from(self.gateway.is_empty()) + usize::from(self.orders.is_empty())
+    }
 }
 
 struct Sessions {
     stop: Arc<AtomicBool>,
     got: Arc<Mutex<Vec<Session>>>,
-    handle: tokio::task::JoinHandle<()>,
+    handle: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Sessions {
@@ -82,6 +92,7 @@ impl Sessions {
                 tick.tick().await;
                 let (client, calls, got) = (client.clone(), calls.clone(), got2.clone());
                 inflight.spawn(async move {
+                    let sent = origin.elapsed();
                     let mut versions = Vec::new();
                     for (host, url) in &calls {
                         let v = match client.get(url).header("host", host).send().await {
@@ -94,7 +105,7 @@ impl Sessions {
                         versions.push(v);
                     }
                     got.lock().unwrap().push(Session {
-                        at: origin.elapsed(),
+                        sent,
                         gateway: versions[0].clone(),
                         orders: versions[1].clone(),
                     });
@@ -103,13 +114,26 @@ impl Sessions {
             }
             while inflight.join_next().await.is_some() {}
         });
-        Self { stop, got, handle }
+        Self {
+            stop,
+            got,
+            handle: Some(handle),
+        }
     }
 
-    fn stop(self) -> Vec<Session> {
+    fn stop(mut self) -> Vec<Session> {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = testkit::blocking::rt().block_on(self.handle);
+        if let Some(h) = self.handle.take() {
+            let _ = testkit::blocking::rt().block_on(h);
+        }
         self.got.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Sessions {
+    /// A run that panicked stops its sessions too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -123,12 +147,22 @@ pub struct Figures {
     /// the new version (ms), and how many did.
     window_ms: Option<f64>,
     moved: usize,
-    /// Sessions whose two calls were answered by different versions, of all sessions.
+    /// Sessions whose two calls were answered by different versions, of all sessions, sent
+    /// between the release's start and its end as the system reported it; and after its end
+    /// (a release that ended mixed keeps mixing).
     mixed: (usize, usize),
-    /// Failed requests (load and sessions), of all.
+    mixed_after: (usize, usize),
+    /// Failed requests (load and sessions), of all; and those sent after the release ended.
     failed: (usize, usize),
-    /// First failed request → last answer by the new version on the services that went back.
+    failed_after: usize,
+    /// Services that failed a request after their first answer by the new version.
+    failing: Vec<String>,
+    /// First such failure → last answer by the new version of those services, when they all
+    /// ended on the old version.
     breach_ms: Option<f64>,
+    /// First such failure → last answer by the new version of any service, when all four
+    /// ended on the old version.
+    all_back_ms: Option<f64>,
     /// Whether clients got any answer by the new version.
     any_new: bool,
     /// Services still answering with the new version at the end while others went back.
@@ -142,12 +176,13 @@ pub struct Figures {
     total_s: f64,
 }
 
-/// The figures from the answers of one run: `from` the release's start (since the load's start),
-/// `old` → `new` the versions.
+/// The figures from the answers of one run, times since the load's start: `from` the release's
+/// start, `settled` when the system reported its end; `old` → `new` the versions.
 fn figures(
     answers: &[Answer],
     sessions: &[Session],
     from: Duration,
+    settled: Duration,
     old: &str,
     new: &str,
 ) -> Figures {
@@ -165,10 +200,13 @@ fn figures(
             .insert(s.to_owned(), if v.is_empty() { "none".into() } else { v });
     }
     let ms = |a: &&Answer| a.at.as_secs_f64() * 1000.0;
-    let moved: Vec<&str> = SERVICES
-        .into_iter()
-        .filter(|s| f.final_state[*s] == new)
-        .collect();
+    let ended_on = |v: &str| -> Vec<&str> {
+        SERVICES
+            .into_iter()
+            .filter(|s| f.final_state[*s] == v)
+            .collect()
+    };
+    let moved = ended_on(new);
     f.moved = moved.len();
     if !moved.is_empty() {
         let of = |v: &str| -> Vec<f64> {
@@ -182,49 +220,63 @@ fn figures(
         let last_old = of(old).into_iter().fold(f64::MIN, f64::max);
         f.window_ms = Some(last_old - first_new);
     }
-    let back: Vec<&str> = SERVICES
-        .into_iter()
-        .filter(|s| f.final_state[*s] == old)
-        .collect();
-    let any_new = after.iter().any(|a| a.version == new);
-    f.any_new = any_new;
-    if any_new && !back.is_empty() {
-        let first_fail = after
-            .iter()
-            .filter(|a| a.failure.is_some())
-            .map(ms)
-            .chain(
-                sessions
-                    .iter()
-                    .filter(|s| s.at >= from && (s.gateway.is_empty() || s.orders.is_empty()))
-                    .map(|s| s.at.as_secs_f64() * 1000.0),
-            )
-            .fold(f64::MAX, f64::min);
-        let last_new = after
-            .iter()
-            .filter(|a| back.contains(&a.service.as_str()) && a.version == new)
-            .map(ms)
-            .fold(f64::MIN, f64::max);
-        if first_fail < f64::MAX && last_new > f64::MIN {
-            f.breach_ms = Some(last_new - first_fail);
-        }
+    f.any_new = after.iter().any(|a| a.version == new);
+    let back = ended_on(old);
+    if f.any_new && !back.is_empty() {
         f.stayed_new = moved.iter().map(|s| s.to_string()).collect();
     }
-    let sess: Vec<&Session> = sessions.iter().filter(|s| s.at >= from).collect();
-    f.mixed = (
-        sess.iter()
-            .filter(|s| !s.gateway.is_empty() && !s.orders.is_empty() && s.gateway != s.orders)
-            .count(),
-        sess.len(),
-    );
-    let failed_calls = sess
+    // The breach as clients saw it: the first failure of a service already answering with the
+    // new version.
+    let mut first_fail = f64::MAX;
+    for s in SERVICES {
+        let first_new = after
+            .iter()
+            .filter(|a| a.service == s && a.version == new)
+            .map(|a| a.sent)
+            .min();
+        let Some(first_new) = first_new else { continue };
+        let fail = after
+            .iter()
+            .filter(|a| a.service == s && a.failure.is_some() && a.sent >= first_new)
+            .map(ms)
+            .fold(f64::MAX, f64::min);
+        if fail < f64::MAX {
+            f.failing.push(s.to_owned());
+            first_fail = first_fail.min(fail);
+        }
+    }
+    let last_new_of = |services: &[&str]| {
+        after
+            .iter()
+            .filter(|a| services.contains(&a.service.as_str()) && a.version == new)
+            .map(ms)
+            .fold(f64::MIN, f64::max)
+    };
+    if !f.failing.is_empty() && f.failing.iter().all(|s| back.contains(&s.as_str())) {
+        let failing: Vec<&str> = f.failing.iter().map(String::as_str).collect();
+        f.breach_ms = Some(last_new_of(&failing) - first_fail);
+        if back.len() == 4 {
+            f.all_back_ms = Some(last_new_of(&SERVICES) - first_fail);
+        }
+    }
+    let during: Vec<&Session> = sessions
         .iter()
-        .map(|s| usize::from(s.gateway.is_empty()) + usize::from(s.orders.is_empty()))
-        .sum::<usize>();
+        .filter(|s| s.sent >= from && s.sent < settled)
+        .collect();
+    let later: Vec<&Session> = sessions.iter().filter(|s| s.sent >= settled).collect();
+    f.mixed = (during.iter().filter(|s| s.mixed()).count(), during.len());
+    f.mixed_after = (later.iter().filter(|s| s.mixed()).count(), later.len());
+    let sess = during.iter().chain(later.iter());
     f.failed = (
-        after.iter().filter(|a| a.failure.is_some()).count() + failed_calls,
-        after.len() + 2 * sess.len(),
+        after.iter().filter(|a| a.failure.is_some()).count()
+            + sess.clone().map(|s| s.failed_calls()).sum::<usize>(),
+        after.len() + 2 * (during.len() + later.len()),
     );
+    f.failed_after = after
+        .iter()
+        .filter(|a| a.sent >= settled && a.failure.is_some())
+        .count()
+        + later.iter().map(|s| s.failed_calls()).sum::<usize>();
     f
 }
 
@@ -384,10 +436,11 @@ fn cutover_run(sc: Scenario) -> Figures {
         !s["outcome"].as_str().unwrap_or("").is_empty()
     });
     let total_s = begun.elapsed().as_secs_f64();
+    let settled = origin.elapsed();
     std::thread::sleep(TAIL);
     let answers = env.stop_load();
     let sessions = sessions.stop();
-    let mut f = figures(&answers, &sessions, from, "v1", "v2");
+    let mut f = figures(&answers, &sessions, from, settled, "v1", "v2");
     f.total_s = total_s;
     // What cutover reports, and whether an operator has anything left to do: a run that ended
     // (succeeded, or reverted / failed with every service back on v1) leaves nothing to clear.
@@ -403,18 +456,61 @@ fn cutover_run(sc: Scenario) -> Figures {
             "mixed"
         }
     );
-    f.manual = if one_colour {
-        "0".into()
-    } else {
-        "services on different colours".into()
-    };
+    f.manual = manual_steps(&f, 0, !one_colour);
     if sc.canary() {
         f.outcome.push_str(&format!(
             "; order-execution's peak v2 share {:.0} %",
             peak_share(&answers, from, "order-execution", "v2")
         ));
     }
+    // Its pods stop; later worlds' Prometheus no longer scrapes them.
+    env.c
+        .kubectl(&["delete", "namespace", &env.ns, "--wait=false"]);
     f
+}
+
+/// What an operator has left to do once the system says the release has ended: undo the
+/// aborted Rollouts, bring back those promoted while another went back (one `kubectl apply` of
+/// the four v1 specs does both), find a failing version left live that nothing reported.
+fn manual_steps(f: &Figures, aborted: usize, mixed_colours: bool) -> String {
+    let mut steps = Vec::new();
+    if aborted > 0 {
+        steps.push(format!("undo {aborted} aborted Rollout(s)"));
+    }
+    if !f.stayed_new.is_empty() {
+        steps.push(format!(
+            "roll back {} promoted ({})",
+            f.stayed_new.len(),
+            f.stayed_new.join(", ")
+        ));
+    }
+    if aborted > 0 || !f.stayed_new.is_empty() {
+        steps.push("one `kubectl apply` of the four v1 specs does both".into());
+    }
+    let live_failing: Vec<&String> = f
+        .failing
+        .iter()
+        .filter(|s| f.final_state.get(*s).is_some_and(|v| v == "v2"))
+        .collect();
+    if !live_failing.is_empty() && f.failed_after > 0 {
+        steps.push(format!(
+            "notice and roll back {} v2, left live failing {} requests after the end (nothing reported it)",
+            live_failing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            f.failed_after
+        ));
+    }
+    if mixed_colours {
+        steps.push("services on different colours".into());
+    }
+    if steps.is_empty() {
+        "0".into()
+    } else {
+        steps.join("; ")
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -451,10 +547,11 @@ fn argo_run(sc: Scenario) -> Figures {
     }
     let st = env.wait_settled(Duration::from_secs(300));
     let total_s = begun.elapsed().as_secs_f64();
+    let settled = origin.elapsed();
     std::thread::sleep(TAIL);
     let answers = env.load.take().unwrap().stop();
     let sessions = sessions.stop();
-    let mut f = figures(&answers, &sessions, from, "v1", "v2");
+    let mut f = figures(&answers, &sessions, from, settled, "v1", "v2");
     f.total_s = total_s;
     let aborted: Vec<&String> = st.iter().filter(|(_, s)| s.1).map(|(n, _)| n).collect();
     let phases: BTreeMap<&str, usize> = st.values().fold(BTreeMap::new(), |mut m, s| {
@@ -483,24 +580,8 @@ fn argo_run(sc: Scenario) -> Figures {
         env.analysis_runs()
     );
     // An aborted Rollout stays Degraded with v2 in its spec until an operator undoes (or
-    // re-applies v1) or retries it; services left on v2 while others went back take an undo
-    // each to be one release again.
-    let mut steps = Vec::new();
-    if !aborted.is_empty() {
-        steps.push(format!("{} undo of an aborted Rollout", aborted.len()));
-    }
-    if !aborted.is_empty() && !f.stayed_new.is_empty() {
-        steps.push(format!(
-            "{} undo to bring {} back to v1",
-            f.stayed_new.len(),
-            f.stayed_new.join(", ")
-        ));
-    }
-    f.manual = if steps.is_empty() {
-        "0".into()
-    } else {
-        steps.join(" + ")
-    };
+    // re-applies v1) or retries it.
+    f.manual = manual_steps(&f, aborted.len(), false);
     if sc.canary() {
         f.outcome.push_str(&format!(
             "; order-execution's peak v2 share {:.0} %",
@@ -541,19 +622,36 @@ fn window_text(f: &Figures) -> String {
     }
 }
 
+/// First failed request of a service answering with v2 → that service (those services) back
+/// on v1, and → all four on v1.
 fn breach_text(f: &Figures, sc: Scenario) -> String {
     if matches!(sc, Scenario::Healthy | Scenario::Kill9) {
         return "— (no breach)".into();
     }
-    let mut t = match f.breach_ms {
-        Some(b) => format!("{b:.0} ms"),
-        None if f.final_state.values().all(|v| v == "v1") => "no v2 answer reached clients".into(),
-        None => "never".into(),
+    let failing = f.failing.join(", ");
+    let mut t = match (f.breach_ms, f.failing.is_empty()) {
+        (Some(b), _) => format!("{failing} on v1 {b:.0} ms"),
+        (None, true) if !f.any_new => "— (no v2 answer reached clients)".into(),
+        (None, true) => "— (no request failed)".into(),
+        (None, false) => format!("never: {failing} v2 stayed live"),
     };
-    if !f.stayed_new.is_empty() {
-        t.push_str(&format!(
-            "; never for {} (stay on v2)",
+    match (f.all_back_ms, f.stayed_new.is_empty()) {
+        (Some(a), _) => t.push_str(&format!("; all four on v1 {a:.0} ms")),
+        (None, false) => t.push_str(&format!(
+            "; all four never ({} stay on v2)",
             f.stayed_new.join(", ")
+        )),
+        (None, true) => {}
+    }
+    t
+}
+
+fn mixed_text(f: &Figures) -> String {
+    let mut t = format!("{} of {} during the release", f.mixed.0, f.mixed.1);
+    if f.mixed_after.0 > 0 {
+        t.push_str(&format!(
+            "; {} of {} after it (mixed for good)",
+            f.mixed_after.0, f.mixed_after.1
         ));
     }
     t
@@ -619,18 +717,17 @@ pub fn run(scenarios: &[usize], systems: &[String]) {
     }
     println!();
     println!(
-        "| scenario | system | cutover window, all four (first v2 → last v1) | sessions on mixed versions | failed requests | breach → all traffic on v1 | final state | manual steps | took | reported |"
+        "| scenario | system | cutover window, all four (first v2 → last v1) | sessions on mixed versions (api-gateway then order-execution) | failed requests | breach (first failed request of a service on v2) → back on v1 | final state | manual steps left | release took | what the system reported |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (sc, c, a) in &rows {
         for (name, f) in [("cutover", c), ("Argo Rollouts", a)] {
             let Some(f) = f else { continue };
             println!(
-                "| {} | {name} | {} | {} of {} | {} of {} | {} | {} | {} | {:.1} s | {} |",
+                "| {} | {name} | {} | {} | {} of {} | {} | {} | {} | {:.1} s | {} |",
                 sc.title(),
                 window_text(f),
-                f.mixed.0,
-                f.mixed.1,
+                mixed_text(f),
                 f.failed.0,
                 f.failed.1,
                 breach_text(f, *sc),
@@ -648,7 +745,7 @@ pub fn run(scenarios: &[usize], systems: &[String]) {
     for (sc, c, a) in &rows {
         let (Some(c), Some(a)) = (c, a) else { continue };
         println!(
-            "- {}: release took {}, failed requests {}, sessions on mixed versions {}, breach → v1 {}, cutover window {}",
+            "- {}: release took {}, failed requests {}, sessions on mixed versions during the release {}, breach → failing service on v1 {}, cutover window {}",
             sc.title(),
             ratio(Some(a.total_s), Some(c.total_s)),
             ratio(Some(a.failed.0 as f64), Some(c.failed.0 as f64)),
@@ -699,67 +796,133 @@ mod tests {
         v
     }
 
+    fn session(ms: u64, gateway: &str, orders: &str) -> Session {
+        Session {
+            sent: Duration::from_millis(ms),
+            gateway: gateway.into(),
+            orders: orders.into(),
+        }
+    }
+
+    const END: Duration = Duration::from_millis(3000);
+
     #[test]
     fn a_clean_cut_of_all_four_has_a_negative_window_and_ends_on_the_new_version() {
         // The four services move between 1000 and 1100 ms (the last v1 at 1000, the first v2
         // at 1050: a 50 ms gap, negative window); one session crossed the cut.
         let answers = load(|_, ms| if ms <= 1000 { "v1" } else { "v2" });
         let sessions = vec![
-            Session {
-                at: Duration::from_millis(900),
-                gateway: "v1".into(),
-                orders: "v1".into(),
-            },
-            Session {
-                at: Duration::from_millis(1020),
-                gateway: "v1".into(),
-                orders: "v2".into(),
-            },
-            Session {
-                at: Duration::from_millis(2000),
-                gateway: "v2".into(),
-                orders: "v2".into(),
-            },
+            session(900, "v1", "v1"),
+            session(1000, "v1", "v2"),
+            session(2000, "v2", "v2"),
+            session(4000, "v2", "v2"),
         ];
-        let f = figures(&answers, &sessions, Duration::from_millis(500), "v1", "v2");
+        let f = figures(
+            &answers,
+            &sessions,
+            Duration::from_millis(500),
+            END,
+            "v1",
+            "v2",
+        );
         assert_eq!(f.moved, 4);
         assert_eq!(f.window_ms.map(|w| w.round()), Some(-50.0));
         assert_eq!(f.mixed, (1, 3));
+        assert_eq!(f.mixed_after, (0, 1));
         assert_eq!(f.failed.0, 0);
         assert!(f.final_state.values().all(|v| v == "v2"), "{f:?}");
         assert_eq!(f.breach_ms, None);
-        assert!(f.stayed_new.is_empty());
+        assert!(f.stayed_new.is_empty() && f.failing.is_empty());
+        assert_eq!(manual_steps(&f, 0, false), "0");
     }
 
     #[test]
     fn one_service_rolled_back_alone_leaves_the_others_on_the_new_version() {
         // strategy-engine: v2 from 1050, a failure at 1500, back on v1 from 2050; the rest stay
-        // on v2.
+        // on v2 (and their sessions stay mixed after the end).
         let answers = load(|s, ms| match (s, ms) {
             (_, ..=1000) => "v1",
             ("strategy-engine", 1500) => "",
             ("strategy-engine", 2050..) => "v1",
             _ => "v2",
         });
-        let f = figures(&answers, &[], Duration::ZERO, "v1", "v2");
+        let f = figures(
+            &answers,
+            &[session(4000, "v2", "v1")],
+            Duration::ZERO,
+            END,
+            "v1",
+            "v2",
+        );
         assert_eq!(f.final_state["strategy-engine"], "v1");
         assert_eq!(f.moved, 3);
-        assert_eq!(f.failed, (1, answers.len()));
-        // First failure (1500) → last v2 answer of strategy-engine (2000).
+        assert_eq!(f.failed, (1, answers.len() + 2));
+        assert_eq!(f.failing, ["strategy-engine"]);
+        // First failure (1500) → last v2 answer of strategy-engine (2000); never all four.
         assert_eq!(f.breach_ms.map(|b| b.round()), Some(500.0));
+        assert_eq!(f.all_back_ms, None);
         assert_eq!(f.stayed_new.len(), 3);
-        assert!(!f.stayed_new.contains(&"strategy-engine".to_string()));
-        assert!(breach_text(&f, Scenario::PostSwitchBreach).contains("never for"));
+        assert_eq!(f.mixed_after, (1, 1));
+        let text = breach_text(&f, Scenario::PostSwitchBreach);
+        assert!(
+            text.starts_with("strategy-engine on v1 500 ms; all four never"),
+            "{text}"
+        );
+        let manual = manual_steps(&f, 1, false);
+        assert!(
+            manual.contains("undo 1 aborted") && manual.contains("roll back 3 promoted"),
+            "{manual}"
+        );
+    }
+
+    #[test]
+    fn a_failing_version_left_live_is_a_manual_step() {
+        // strategy-engine v2 fails at 1500 and 4000 (after the end) and stays live.
+        let answers = load(|s, ms| match (s, ms) {
+            (_, ..=1000) => "v1",
+            ("strategy-engine", 1500 | 4000) => "",
+            _ => "v2",
+        });
+        let f = figures(&answers, &[], Duration::ZERO, END, "v1", "v2");
+        assert_eq!(f.failing, ["strategy-engine"]);
+        assert_eq!(f.breach_ms, None);
+        assert_eq!(f.failed_after, 1);
+        assert_eq!(
+            breach_text(&f, Scenario::PostSwitchBreach),
+            "never: strategy-engine v2 stayed live"
+        );
+        assert!(manual_steps(&f, 0, false).contains("notice and roll back strategy-engine v2"));
+    }
+
+    #[test]
+    fn all_four_back_after_a_breach_is_timed_to_the_last_new_answer_anywhere() {
+        // All four on v2 from 1050; strategy-engine fails at 1500; all back on v1 from 2050,
+        // api-gateway's last v2 at 2100.
+        let answers = load(|s, ms| match (s, ms) {
+            (_, ..=1000) => "v1",
+            ("strategy-engine", 1500) => "",
+            ("api-gateway", 2050..=2100) => "v2",
+            (_, 2050..) => "v1",
+            _ => "v2",
+        });
+        let f = figures(&answers, &[], Duration::ZERO, END, "v1", "v2");
+        assert_eq!(f.breach_ms.map(|b| b.round()), Some(500.0));
+        assert_eq!(f.all_back_ms.map(|b| b.round()), Some(600.0));
+        assert_eq!(window_text(&f), "— (ended with all four on v1)");
     }
 
     #[test]
     fn a_release_that_never_moved_has_no_window() {
         let answers = load(|_, _| "v1");
-        let f = figures(&answers, &[], Duration::ZERO, "v1", "v2");
+        let f = figures(&answers, &[], Duration::ZERO, END, "v1", "v2");
         assert_eq!(f.moved, 0);
         assert_eq!(f.window_ms, None);
         assert_eq!(state_text(&f), "all four on v1");
         assert_eq!(window_text(&f), "— (no v2 answer reached clients)");
+        assert_eq!(
+            breach_text(&f, Scenario::NeverReady),
+            "— (no v2 answer reached clients)"
+        );
     }
 
     #[test]
