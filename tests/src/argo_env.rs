@@ -14,7 +14,7 @@
 
 #![allow(dead_code)]
 
-use crate::kube_env::{LOAD_RATE, SERVICES, live_host};
+use crate::kube_env::{LOAD_RATE, SERVICES, live_host, namespace_with_faults};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -181,15 +181,7 @@ impl ArgoEnv {
     pub fn start(name: &str, faults: &str, canary: bool, validation: u32) -> Self {
         let c = cluster();
         install_crds(c);
-        let ns = c.namespace(name);
-        if !faults.is_empty() {
-            c.kubectl_ok(&[
-                "annotate",
-                "namespace",
-                &ns,
-                &format!("{}={faults}", testkit::kubelet::FAULTS_ANNOTATION),
-            ]);
-        }
+        let ns = namespace_with_faults(c, name, faults);
         let dir = scratch_dir(&format!("argo-{name}"));
         let prom = Prometheus::start_kubernetes(&dir, c);
         let mut env = Self {

@@ -75,6 +75,21 @@ impl Drop for Slot {
     }
 }
 
+/// A fresh namespace of the test cluster whose stand-ins run with `faults` (JTS_FAULTS, read by
+/// the fake kubelet from the namespace annotation).
+pub fn namespace_with_faults(c: &Cluster, name: &str, faults: &str) -> String {
+    let ns = c.namespace(name);
+    if !faults.is_empty() {
+        c.kubectl_ok(&[
+            "annotate",
+            "namespace",
+            &ns,
+            &format!("{}={faults}", testkit::kubelet::FAULTS_ANNOTATION),
+        ]);
+    }
+    ns
+}
+
 /// Requests per second to each service through the gateway, during every test.
 pub const LOAD_RATE: u32 = 20;
 
@@ -177,15 +192,7 @@ impl KubeEnv {
     ) -> Self {
         let slot = Slot::take();
         let c = cluster();
-        let ns = c.namespace(name);
-        if !faults.is_empty() {
-            c.kubectl_ok(&[
-                "annotate",
-                "namespace",
-                &ns,
-                &format!("{}={faults}", testkit::kubelet::FAULTS_ANNOTATION),
-            ]);
-        }
+        let ns = namespace_with_faults(c, name, faults);
         let dir = scratch_dir(&format!("k8s-{name}"));
         let prom = Prometheus::start_kubernetes(&dir, c);
         let config = dir.join("cutover.toml");
